@@ -1,0 +1,23 @@
+"""pytest-boardfarm: hardware-in-the-loop tests on a farm of MicroPython boards."""
+
+from .board import Board, BoardInfo, connect
+from .errors import BoardError, BoardTimeout, ConnectionLost, DeviceError, ProtocolError, UnsupportedOperation
+from .files import DeployResult, FileEntry
+from .rawrepl import Pacing
+from .transcript import Transcript
+
+__all__ = [
+    "Board",
+    "BoardError",
+    "BoardInfo",
+    "BoardTimeout",
+    "ConnectionLost",
+    "DeployResult",
+    "DeviceError",
+    "FileEntry",
+    "Pacing",
+    "ProtocolError",
+    "Transcript",
+    "UnsupportedOperation",
+    "connect",
+]

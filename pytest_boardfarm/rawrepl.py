@@ -1,0 +1,286 @@
+"""MicroPython's raw REPL protocol, over any transport.
+
+This layer turns "run these bytes of source" into the Ctrl-A / Ctrl-D exchange
+and back into (stdout, stderr). It uses raw-paste mode (firmware 1.14+) with its
+flow control where the board supports it and plain raw mode elsewhere, and it
+records every byte it reads into a :class:`Transcript`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import literals
+from .deadline import Deadline
+from .errors import BoardTimeout, ProtocolError
+from .transcript import Transcript, readable
+
+BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+SOFT_REBOOT = b"soft reboot\r\n"
+CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
+RAW_PASTE_REQUEST = b"\x05A\x01"
+
+ENTER_ATTEMPTS = 4
+ENTER_ATTEMPT_SECONDS = 1.5
+QUIET_SECONDS = 0.02  # "the board has stopped talking" while draining at entry
+DRAIN_LIMIT_SECONDS = 0.3
+RECOVERY_SECONDS = 5.0
+
+
+class Transport(Protocol):
+    """What this layer needs from the byte layer (see ``transport.py``)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, timeout: float) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How much source plain raw mode may send before the board acknowledges.
+
+    Plain raw mode has no flow control, and a real UART's receive buffer can be
+    tiny (a 64-byte ring on the micro:bit, 63 usable): bytes that arrive while
+    the firmware is busy for a moment are dropped. A source that fits in
+    ``window`` is sent at once; a longer one is staged on the board in pieces
+    that each fit, every piece acknowledged before the next, then run with
+    ``exec()``. Raw-paste mode has real flow control and ignores this.
+    """
+
+    window: int = 48
+
+    @classmethod
+    def unlimited(cls) -> Pacing:
+        """For links with hardware flow control (USB CDC on old firmware)."""
+        return cls(window=1 << 30)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    stdout: bytes
+    stderr: bytes
+
+
+class RawRepl:
+    def __init__(
+        self,
+        transport: Transport,
+        transcript: Transcript | None = None,
+        *,
+        pacing: Pacing | None = None,
+        label: str = "board",
+    ) -> None:
+        self._transport = transport
+        self.transcript = transcript if transcript is not None else Transcript()
+        self.pacing = pacing or Pacing()
+        self.label = label
+        self.raw_paste: bool | None = None  # unknown until the first exec asks
+        self._buf = bytearray()
+
+    # -- reading -----------------------------------------------------------------
+
+    def _fill(self, timeout: float) -> bool:
+        data = self._transport.read(timeout)
+        if data:
+            self.transcript.append(data)
+            self._buf += data
+        return bool(data)
+
+    def _read_until(self, marker: bytes, deadline: Deadline, what: str) -> bytes:
+        """Consume and return the buffer up to and including ``marker``."""
+        searched = 0
+        while True:
+            index = self._buf.find(marker, searched)
+            if index >= 0:
+                end = index + len(marker)
+                out = bytes(self._buf[:end])
+                del self._buf[:end]
+                return out
+            searched = max(0, len(self._buf) - len(marker) + 1)
+            if deadline.expired():
+                raise BoardTimeout(
+                    f"{self.label}: timed out after {deadline.seconds:g}s waiting for {what}; "
+                    f"the board printed: {_tail(self._buf)!r}",
+                    bytes(self._buf),
+                )
+            self._fill(deadline.remaining())
+
+    def _read_exact(self, count: int, deadline: Deadline, what: str) -> bytes:
+        while len(self._buf) < count:
+            if not self._fill(deadline.remaining()) and deadline.expired():
+                raise BoardTimeout(f"{self.label}: timed out waiting for {what}; got {bytes(self._buf)!r}")
+        out = bytes(self._buf[:count])
+        del self._buf[:count]
+        return out
+
+    def _drain(self, deadline: Deadline) -> None:
+        """Discard what the board sends until it is quiet (bounded)."""
+        limit = deadline.sooner(DRAIN_LIMIT_SECONDS)
+        while self._fill(min(QUIET_SECONDS, limit.remaining())) and not limit.expired():
+            pass
+        self._buf.clear()
+
+    # -- entering ----------------------------------------------------------------
+
+    def enter(self, deadline: Deadline) -> None:
+        """Get to an idle raw REPL prompt from any state, or raise."""
+        seen = bytearray()
+        for _ in range(ENTER_ATTEMPTS):
+            if deadline.expired():
+                break
+            attempt = deadline.sooner(ENTER_ATTEMPT_SECONDS)
+            self._transport.write(b"\r" + CTRL_C)
+            self._drain(attempt)
+            self._transport.write(CTRL_C)  # a second one for code that caught the first
+            self._drain(attempt)
+            self._transport.write(b"\r" + CTRL_A)
+            try:
+                self._read_until(BANNER, attempt, "the raw REPL banner")
+                self._sync(attempt)
+                return
+            except BoardTimeout as exc:
+                seen += exc.output
+        raise BoardTimeout(
+            f"{self.label}: could not enter the raw REPL after {ENTER_ATTEMPTS} attempts; "
+            f"the board printed: {readable(bytes(seen[-300:]))!r}",
+            bytes(seen),
+        )
+
+    def _sync(self, deadline: Deadline) -> None:
+        """Prove the prompt is live and nothing stale is queued: echo a fresh token."""
+        token = f"bf{os.urandom(4).hex()}"
+        self._send_plain(f"print('{token}')".encode())
+        self._read_until(b"OK", deadline, "OK")
+        reply = self._read_until(b"\x04>", deadline, "the sync reply")
+        if not reply.startswith(token.encode()):
+            raise BoardTimeout(f"{self.label}: unexpected sync reply {reply!r}", reply)
+
+    # -- running code ------------------------------------------------------------
+
+    def exec(self, source: bytes, deadline: Deadline) -> ExecResult:
+        """Run ``source``; on a deadline, interrupt the board and leave it usable."""
+        try:
+            if self.raw_paste is not False and self._start_raw_paste(deadline):
+                self._send_raw_paste(source, deadline)
+            else:
+                self._exec_plain(source, deadline)
+            stdout = self._read_until(CTRL_D, deadline, "the end of the program's output")[:-1]
+            stderr = self._read_until(CTRL_D, deadline, "the end of the error output")[:-1]
+            self._read_until(b">", deadline, "the raw prompt")
+        except BoardTimeout as exc:
+            self.recover()
+            raise BoardTimeout(f"{exc} (the board was interrupted and is usable again)", exc.output) from None
+        return ExecResult(stdout, stderr)
+
+    def _send_plain(self, source: bytes) -> None:
+        self._transport.write(source + CTRL_D)
+
+    def _exec_plain(self, source: bytes, deadline: Deadline) -> None:
+        """Send ``source`` in plain raw mode, staged if it would overflow the window."""
+        if len(source) + 1 > self.pacing.window:
+            for piece in _stage_pieces(source, self.pacing.window - 1):
+                self._send_plain(piece)
+                self._expect_ok(deadline)
+                stdout = self._read_until(CTRL_D, deadline, "a staging acknowledgement")
+                stderr = self._read_until(CTRL_D, deadline, "a staging acknowledgement")
+                self._read_until(b">", deadline, "the raw prompt")
+                if stdout != CTRL_D or stderr != CTRL_D:
+                    raise ProtocolError(f"{self.label}: staging a long source failed: {stdout + stderr!r}")
+            source = b"_bf_s=bytes(_bf_s)\nexec(_bf_s)"
+        self._send_plain(source)
+        self._expect_ok(deadline)
+
+    def _expect_ok(self, deadline: Deadline) -> None:
+        ok = self._read_exact(2, deadline, "OK")
+        if ok != b"OK":
+            raise ProtocolError(f"{self.label}: expected OK after the source, got {ok!r}")
+
+    def _start_raw_paste(self, deadline: Deadline) -> bool:
+        """Ask for raw-paste mode; remember the answer for this connection."""
+        self._transport.write(RAW_PASTE_REQUEST)
+        head = self._read_exact(2, deadline, "the raw-paste answer")
+        if head == b"R\x01":
+            self.raw_paste = True
+            return True
+        if head == b"R\x00":
+            self._read_until(b">", deadline, "the raw prompt after a raw-paste refusal")
+        else:  # old firmware: Ctrl-A restarted the raw REPL
+            self._buf[:0] = head
+            self._read_until(BANNER, deadline, "the raw REPL banner after a raw-paste request")
+        self.raw_paste = False
+        return False
+
+    def _send_raw_paste(self, source: bytes, deadline: Deadline) -> None:
+        window = struct.unpack("<H", self._read_exact(2, deadline, "the raw-paste window"))[0]
+        allowed, sent = 0, 0
+        while sent < len(source):
+            if allowed == 0 and not self._buf:
+                if not self._fill(deadline.remaining()) and deadline.expired():
+                    raise BoardTimeout(f"{self.label}: no flow-control window from the board")
+                continue
+            if self._buf or self._fill(0):
+                byte = bytes(self._buf[:1])
+                del self._buf[:1]
+                if byte == b"\x01":
+                    allowed += window
+                elif byte == CTRL_D:  # the board aborted (e.g. a syntax error)
+                    self._transport.write(CTRL_D)
+                    return
+                else:
+                    raise ProtocolError(f"{self.label}: unexpected {byte!r} during raw paste")
+                continue
+            piece = source[sent : sent + allowed]
+            self._transport.write(piece)
+            sent += len(piece)
+            allowed -= len(piece)
+        self._transport.write(CTRL_D)
+        # Window grants may still arrive before the end-of-data acknowledgement.
+        while True:
+            byte = self._read_exact(1, deadline, "the raw-paste end acknowledgement")
+            if byte == CTRL_D:
+                return
+            if byte != b"\x01":
+                raise ProtocolError(f"{self.label}: unexpected {byte!r} ending raw paste")
+
+    @property
+    def statement_room(self) -> int:
+        """Bytes of source one exec may carry without staging."""
+        return 4096 if self.raw_paste else self.pacing.window - 1
+
+    # -- control -----------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Interrupt whatever runs and return to an idle raw prompt."""
+        self.enter(Deadline(RECOVERY_SECONDS))
+
+    def soft_reset(self, deadline: Deadline) -> bytes:
+        """Ctrl-D at an empty raw prompt; returns what the board printed while rebooting."""
+        self._transport.write(CTRL_D)
+        out = self._read_until(SOFT_REBOOT, deadline, "'soft reboot'")
+        out += self._read_until(BANNER, deadline, "the raw REPL banner after a soft reset")
+        return out
+
+    def leave(self) -> None:
+        """Back to the friendly REPL, as a person at a terminal would expect to find it."""
+        self._transport.write(CTRL_B)
+
+
+def _stage_pieces(source: bytes, limit: int) -> list[bytes]:
+    """Statements that collect ``source`` in ``_bf_s`` on the board, each <= ``limit`` bytes.
+
+    A bytearray grown in place: a list of pieces joined at the end fragments a
+    small heap until the join itself cannot allocate.
+    """
+    first, rest = b"_bf_s=bytearray(%s)", b"_bf_s.extend(%s)"
+    room = limit - len(rest) + 2
+    return [
+        (rest if index else first) % repr(piece).encode()
+        for index, piece in enumerate(literals.pieces(source, room - (len(first) - len(rest))))
+    ]
+
+
+def _tail(data: bytes | bytearray, size: int = 200) -> bytes:
+    return bytes(data[-size:])

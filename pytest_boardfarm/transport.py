@@ -1,0 +1,160 @@
+"""Bytes in and out of a board, over any pyserial URL.
+
+This layer knows nothing of MicroPython. Each transport offers ``write``, a
+``read`` that waits up to a timeout for at least one byte and then returns
+everything already available, ``pulse_reset`` and ``close``.
+
+``open_transport(url)`` picks the class by URL scheme, as pyserial picks its
+URL handlers: ``socket://`` gets :class:`SocketTransport` (TCP_NODELAY, so an
+exchange is not held ~40 ms by Nagle's algorithm, and no 0.3 s sleep on close
+as in pyserial's handler); every other URL goes to pyserial. Ports with a file
+descriptor wait in ``select()``; others (``rfc2217://``, ``loop://``) fall back
+to pyserial's own short read timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import serial
+
+from .errors import BoardTimeout, ConnectionLost
+
+_POLL_SECONDS = 0.005  # read timeout for ports that cannot be select()ed
+_READ_SIZE = 65536
+
+
+class Transport(Protocol):
+    url: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, timeout: float) -> bytes: ...
+
+    def pulse_reset(self, seconds: float = 0.1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SerialTransport:
+    """A pyserial port opened from a URL (``/dev/ttyACM0``, ``socket://h:p``, ...)."""
+
+    def __init__(self, url: str, *, baudrate: int = 115200, write_timeout: float = 10.0) -> None:
+        self.url = url
+        try:
+            self._port = serial.serial_for_url(
+                url, baudrate=baudrate, timeout=0, write_timeout=write_timeout, do_not_open=True
+            )
+            # Boards that reset on DTR/RTS (many ESP32s) stay quiet if we hold both low.
+            self._port.dtr = False
+            self._port.rts = False
+            self._port.open()
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise ConnectionLost(f"cannot open {url}: {exc}") from exc
+        self._fd = _fileno(self._port)
+        if self._fd is None:
+            self._port.timeout = _POLL_SECONDS
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._port.write(data)
+        except serial.SerialTimeoutException as exc:
+            raise BoardTimeout(f"{self.url}: the board stopped accepting data") from exc
+        except (serial.SerialException, OSError) as exc:
+            raise ConnectionLost(f"{self.url}: write failed: {exc}") from exc
+
+    def read(self, timeout: float) -> bytes:
+        """Wait up to ``timeout`` seconds for data; return all that is available."""
+        try:
+            if self._fd is not None:
+                ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout))
+                if not ready:
+                    return b""
+                data = self._port.read(_READ_SIZE)
+                if not data:  # readable but empty: the other end closed
+                    raise ConnectionLost(f"{self.url}: port closed by the other end")
+                return bytes(data)
+            end = time.monotonic() + timeout
+            while True:
+                data = self._port.read(max(1, self._port.in_waiting))
+                if data or time.monotonic() >= end:
+                    return bytes(data)
+        except (serial.SerialException, OSError) as exc:
+            raise ConnectionLost(f"{self.url}: read failed: {exc}") from exc
+
+    def pulse_reset(self, seconds: float = 0.1) -> None:
+        """Hard-reset a board wired the usual way (RTS to EN/RESET, DTR to BOOT)."""
+        self._port.dtr = False
+        self._port.rts = True
+        time.sleep(seconds)
+        self._port.rts = False
+
+    def close(self) -> None:
+        with contextlib.suppress(serial.SerialException, OSError):
+            self._port.close()
+
+
+def _fileno(port: serial.SerialBase) -> int | None:
+    try:
+        fd = port.fileno()
+    except (AttributeError, NotImplementedError, serial.SerialException, OSError):
+        return None
+    return fd if isinstance(fd, int) else None
+
+
+class SocketTransport:
+    """A raw TCP byte stream: ``socket://host:port`` (ser2net, QEMU, ESP-Link)."""
+
+    def __init__(self, url: str, *, baudrate: int = 115200, write_timeout: float = 10.0) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.port:
+            raise ConnectionLost(f"cannot open {url}: expected socket://host:port")
+        try:
+            self._sock = socket.create_connection((parts.hostname, parts.port), timeout=write_timeout)
+        except OSError as exc:
+            raise ConnectionLost(f"cannot open {url}: {exc}") from exc
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.settimeout(write_timeout)  # bounds sendall() against a board that stopped reading
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except TimeoutError as exc:
+            raise BoardTimeout(f"{self.url}: the board stopped accepting data") from exc
+        except OSError as exc:
+            raise ConnectionLost(f"{self.url}: write failed: {exc}") from exc
+
+    def read(self, timeout: float) -> bytes:
+        try:
+            ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+            if not ready:
+                return b""
+            data = self._sock.recv(_READ_SIZE)
+        except OSError as exc:
+            raise ConnectionLost(f"{self.url}: read failed: {exc}") from exc
+        if not data:
+            raise ConnectionLost(f"{self.url}: connection closed by the other end")
+        return data
+
+    def pulse_reset(self, seconds: float = 0.1) -> None:
+        raise ConnectionLost(f"{self.url}: a TCP port has no DTR/RTS lines to pulse")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+_BY_SCHEME: dict[str, type[SocketTransport] | type[SerialTransport]] = {"socket": SocketTransport}
+
+
+def open_transport(url: str, *, baudrate: int = 115200, write_timeout: float = 10.0) -> Transport:
+    """Open the right transport for ``url`` (see the module docstring)."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    cls = _BY_SCHEME.get(scheme, SerialTransport)
+    return cls(url, baudrate=baudrate, write_timeout=write_timeout)

@@ -1,0 +1,277 @@
+"""The board API against the real micro:bit firmware under QEMU."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_boardfarm import (
+    Board,
+    BoardError,
+    BoardTimeout,
+    ConnectionLost,
+    DeviceError,
+    UnsupportedOperation,
+    connect,
+)
+from pytest_boardfarm.emulator import MicrobitEmulator
+
+
+def test_exec_returns_stdout(mb: Board) -> None:
+    assert mb.exec("print(6 * 7)") == "42\n"
+    assert mb.exec("x = 1") == ""
+
+
+def test_eval_parses_values(mb: Board) -> None:
+    assert mb.eval("1 + 1") == 2
+    assert mb.eval("[1, 'two', b'\\x00\\xff', None, (True, 2.5)]") == [1, "two", b"\x00\xff", None, (True, 2.5)]
+    assert mb.eval("{'a': [1, 2]}") == {"a": [1, 2]}
+    assert mb.eval("'caf\\u00e9'") == "café"
+
+
+def test_eval_of_unparsable_value_is_a_clear_error(mb: Board) -> None:
+    with pytest.raises(BoardError, match="cannot parse"):
+        mb.eval("print")
+
+
+def test_device_traceback_is_kept_as_printed(mb: Board) -> None:
+    with pytest.raises(DeviceError) as info:
+        mb.exec("print('before')\n1/0")
+    err = info.value
+    assert err.exc_name == "ZeroDivisionError"
+    assert err.traceback.startswith("Traceback (most recent call last):\n")
+    assert 'File "<stdin>", line 2' in err.traceback
+    assert err.stdout == "before\n"
+    assert mb.exec("print('still fine')") == "still fine\n"
+
+
+def test_memory_error(mb: Board) -> None:
+    with pytest.raises(DeviceError) as info:
+        mb.exec("b = bytearray(20000)")
+    assert info.value.exc_name == "MemoryError"
+    assert mb.eval("2 + 2") == 4
+
+
+def test_runaway_loop_is_interrupted_and_board_reused(mb: Board) -> None:
+    start = time.monotonic()
+    with pytest.raises(BoardTimeout, match="interrupted"):
+        mb.exec("while True:\n    pass", timeout=0.5)
+    assert time.monotonic() - start < 5
+    assert mb.exec("print('alive')") == "alive\n"
+
+
+def test_runaway_printing_loop(mb: Board) -> None:
+    with pytest.raises(BoardTimeout):
+        mb.exec("i = 0\nwhile True:\n    print('spam', i)\n    i += 1", timeout=0.5)
+    assert mb.eval("'ok'") == "ok"
+    assert "spam" in mb.transcript.text()
+
+
+def test_soft_reset_clears_state(mb: Board) -> None:
+    mb.exec("marker = 123")
+    assert mb.eval("marker") == 123
+    out = mb.soft_reset()
+    assert "soft reboot" in out
+    with pytest.raises(DeviceError, match="NameError"):
+        mb.exec("marker")
+
+
+def test_info(mb: Board) -> None:
+    info = mb.info
+    assert info.platform == "microbit"
+    assert "MicroPython v1.9.2" in info.firmware
+    assert len(info.unique_id) == 16 and int(info.unique_id, 16) >= 0
+    assert 2000 < info.mem_free < 20000
+
+
+def test_plain_raw_mode_is_remembered(mb: Board) -> None:
+    mb.exec("pass")
+    assert mb.raw_paste is False  # 1.9.2 has no raw-paste: it answered with the banner
+    assert mb.exec("print('x')") == "x\n"
+
+
+def test_transcript_records_and_streams(mb: Board) -> None:
+    seen: list[bytes] = []
+    stop = mb.transcript.subscribe(seen.append)
+    mark = mb.transcript.mark()
+    mb.exec("print('hello transcript')")
+    stop()
+    mb.exec("print('after')")
+    assert "hello transcript" in mb.transcript.text(mark)
+    assert b"hello transcript" in b"".join(seen)
+    assert b"after" not in b"".join(seen)
+
+
+def test_run_local_script(mb: Board, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text("for i in range(3):\n    print(i)\n")
+    assert mb.run(script) == "0\n1\n2\n"
+    assert mb.ls() == []  # run from RAM, nothing written
+
+
+# -- files ---------------------------------------------------------------------
+
+
+def test_binary_file_round_trip(mb: Board) -> None:
+    data = bytes(range(256)) * 3
+    mb.put(data, "all.bin")
+    assert mb.get("all.bin") == data
+    assert mb.exists("all.bin")
+    assert [(e.name, e.size) for e in mb.ls()] == [("all.bin", 768)]
+
+
+def test_unicode_and_quoted_names(mb: Board, tmp_path: Path) -> None:
+    text = "héllo ✓ \"quoted\" 'single' \\ back\nnew line\x00nul"
+    local = tmp_path / "u.txt"
+    local.write_text(text, encoding="utf-8")
+    name = 'it\'s "x" ✓.txt'
+    mb.put(local, name)
+    assert mb.get(name).decode("utf-8") == text
+    assert mb.exists(name)
+    mb.remove(name)
+    assert not mb.exists(name)
+
+
+def test_file_larger_than_free_heap(mb: Board) -> None:
+    free = mb.info.mem_free
+    data = bytes((i * 7 + 3) % 256 for i in range(12 * 1024))
+    assert len(data) > free
+    mb.put(data, "big.bin")
+    assert mb.get("big.bin") == data
+
+
+def test_file_larger_than_flash_is_a_clear_error(mb: Board) -> None:
+    # The emulated micro:bit's file system holds ~15 KB, so 20 KB cannot fit.
+    with pytest.raises(DeviceError, match="no space left") as info:
+        mb.put(b"z" * 20 * 1024, "huge.bin")
+    assert "partial file was removed" in str(info.value)
+    assert not mb.exists("huge.bin")
+    mb.put(b"fits", "small.txt")
+    assert mb.get("small.txt") == b"fits"
+
+
+def test_put_verifies_against_the_board(mb: Board) -> None:
+    mb.put(b"abc", "v.txt")
+    assert mb.files.matches(b"abc", "v.txt")
+    assert not mb.files.matches(b"abd", "v.txt")
+    assert not mb.files.matches(b"abcd", "v.txt")
+
+
+def test_paths_are_checked(mb: Board) -> None:
+    with pytest.raises(ValueError, match="leaves"):
+        mb.put(b"x", "../escape.txt")
+    with pytest.raises(UnsupportedOperation, match="flat"):
+        mb.put(b"x", "dir/file.txt")
+    with pytest.raises(UnsupportedOperation, match="flat"):
+        mb.mkdir("dir")
+    mb.put(b"root", "/rooted.txt")
+    assert mb.get("rooted.txt") == b"root"
+
+
+def test_missing_file_is_a_device_error(mb: Board) -> None:
+    with pytest.raises(DeviceError, match="OSError"):
+        mb.get("nope.txt")
+
+
+def test_deploy_skips_identical_files(mb: Board, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("print('app')\n")
+    (app / "lib.py").write_text("X = 1\n")
+    (app / "data.bin").write_bytes(bytes(range(256)))
+    (app / ".hidden").write_text("no")
+    first = mb.deploy(app)
+    assert sorted(first.copied) == ["data.bin", "lib.py", "main.py"] and first.skipped == []
+    second = mb.deploy(app)
+    assert second.copied == [] and sorted(second.skipped) == ["data.bin", "lib.py", "main.py"]
+    (app / "lib.py").write_text("X = 2\n")
+    third = mb.deploy(app)
+    assert third.copied == ["lib.py"]
+    assert mb.eval("__import__('lib').X") == 2
+    mb.remove("main.py")  # keep later tests' boots quiet
+
+
+def test_deploy_refuses_links_out_of_the_tree(mb: Board, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s")
+    (app / "link.txt").symlink_to(secret)
+    with pytest.raises(BoardError, match="outside"):
+        mb.deploy(app)
+
+
+# -- entering the raw REPL from any state --------------------------------------
+
+
+def _raw_socket(url: str) -> socket.socket:
+    host, port = url.removeprefix("socket://").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def test_connect_when_already_in_raw_mode(emulator: MicrobitEmulator) -> None:
+    with _raw_socket(emulator.url) as sock:
+        sock.sendall(b"\r\x03\r\x01")
+        time.sleep(0.2)
+    with connect(emulator.url) as board:
+        assert board.eval("3 * 3") == 9
+
+
+def test_connect_with_junk_in_the_input_buffer(emulator: MicrobitEmulator) -> None:
+    with _raw_socket(emulator.url) as sock:
+        sock.sendall(b"\r\x03garbage ((( 'unterminated")
+        time.sleep(0.2)
+    with connect(emulator.url) as board:
+        assert board.eval("'clean'") == "clean"
+
+
+def test_connect_to_a_busy_board(emulator: MicrobitEmulator) -> None:
+    """main.py prints without end after a hard reset; connect still gets in."""
+    with connect(emulator.url) as board:
+        board.put(b"i = 0\nwhile True:\n    print('busy', i)\n    i += 1\n", "main.py")
+    emulator.hard_reset()
+    time.sleep(0.3)
+    with connect(emulator.url) as board:
+        assert board.eval("'got in'") == "got in"
+        board.remove("main.py")
+
+
+def test_connect_to_a_program_waiting_in_a_loop(emulator: MicrobitEmulator) -> None:
+    with _raw_socket(emulator.url) as sock:
+        sock.sendall(b"\r\x03\r\x01import microbit\nwhile True:\n    microbit.sleep(10)\n\x04")
+        time.sleep(0.2)
+    with connect(emulator.url) as board:
+        assert board.eval("1") == 1
+
+
+def test_nothing_listening_is_connection_lost() -> None:
+    from pytest_boardfarm.emulator import free_port
+
+    with pytest.raises(ConnectionLost, match="cannot open"):
+        connect(f"socket://127.0.0.1:{free_port()}", timeout=1)
+
+
+def test_silent_port_times_out_with_what_it_saw() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    start = time.monotonic()
+    try:
+        with pytest.raises(BoardTimeout, match="could not enter the raw REPL"):
+            connect(f"socket://127.0.0.1:{port}", timeout=2)
+    finally:
+        server.close()
+    assert time.monotonic() - start < 4
+
+
+def test_board_that_goes_away_is_connection_lost() -> None:
+    with MicrobitEmulator() as emu:
+        board = connect(emu.url, timeout=3)
+        emu.stop()
+        with pytest.raises(ConnectionLost):
+            board.exec("print(1)")
+        board.close()

@@ -1,0 +1,103 @@
+"""Unit tests of the raw REPL protocol against a scripted device (see fakes.py).
+
+The emulator tests prove the protocol on real firmware; these reach what the
+micro:bit's 1.9.2 cannot show: raw-paste mode and its flow control.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_boardfarm.deadline import Deadline
+from pytest_boardfarm.errors import BoardTimeout, exception_name
+from pytest_boardfarm.rawrepl import Pacing, RawRepl
+
+from .fakes import FakeDevice
+
+
+def repl_for(device: FakeDevice, **kwargs: object) -> RawRepl:
+    repl = RawRepl(device, **kwargs)  # type: ignore[arg-type]
+    repl.enter(Deadline(2))
+    return repl
+
+
+def test_enter_from_friendly_repl() -> None:
+    device = FakeDevice()
+    repl_for(device)
+    assert b"\x01" in device.written
+
+
+@pytest.mark.parametrize("window", [8, 32, 256])
+def test_raw_paste_respects_the_window(window: int) -> None:
+    device = FakeDevice(paste="yes", window=window)
+    repl = repl_for(device)
+    source = ("x = 0\n" + "x += 1\n" * 100 + "print(x)").encode()
+    result = repl.exec(source, Deadline(2))
+    assert result.stdout == b"100\r\n" and result.stderr == b""
+    assert repl.raw_paste is True
+    assert device.max_unacked <= 0  # never sent beyond what the board granted
+
+
+def test_raw_paste_refused_falls_back_to_plain() -> None:
+    device = FakeDevice(paste="refuse")
+    repl = repl_for(device, pacing=Pacing(window=1 << 20))
+    assert repl.exec(b"print('plain')", Deadline(2)).stdout == b"plain\r\n"
+    assert repl.raw_paste is False
+    before = device.written.count(b"\x05A\x01")
+    repl.exec(b"print(2)", Deadline(2))
+    assert device.written.count(b"\x05A\x01") == before  # asked once per connection
+
+
+def test_old_firmware_answers_with_the_banner() -> None:
+    device = FakeDevice(paste="old")
+    repl = repl_for(device)
+    assert repl.exec(b"print(1+1)", Deadline(2)).stdout == b"2\r\n"
+    assert repl.raw_paste is False
+
+
+def test_long_plain_source_is_staged_within_the_window() -> None:
+    device = FakeDevice(paste="old")
+    repl = repl_for(device, pacing=Pacing(window=48))
+    repl.exec(b"pass", Deadline(2))
+    start = len(device.written)
+    result = repl.exec(("print(len('" + "y" * 500 + "'))").encode(), Deadline(2))
+    assert result.stdout == b"500\r\n"
+    writes = device.written[start:].split(b"\x04")
+    assert all(len(w) <= 47 for w in writes)
+
+
+def test_device_exception_text_is_returned() -> None:
+    repl = repl_for(FakeDevice())
+    result = repl.exec(b"1/0", Deadline(2))
+    assert b"ZeroDivisionError" in result.stderr
+
+
+def test_soft_reset() -> None:
+    device = FakeDevice()
+    repl = repl_for(device)
+    repl.exec(b"a = 1", Deadline(2))
+    assert b"soft reboot" in repl.soft_reset(Deadline(2))
+    assert b"NameError" in repl.exec(b"a", Deadline(2)).stderr
+
+
+class SilentDevice:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def read(self, timeout: float) -> bytes:
+        return b""
+
+
+def test_silent_device_times_out_within_the_deadline() -> None:
+    repl = RawRepl(SilentDevice())
+    deadline = Deadline(0.5)
+    with pytest.raises(BoardTimeout, match="could not enter the raw REPL"):
+        repl.enter(deadline)
+    assert deadline.expired()
+
+
+def test_exception_name() -> None:
+    tb = 'Traceback (most recent call last):\n  File "<stdin>", line 1\nMemoryError: memory allocation failed\n'
+    assert exception_name(tb) == "MemoryError"
+    assert exception_name("") == "Exception"
+    assert exception_name("Traceback...\nOSError: [Errno 2] ENOENT\n") == "OSError"
