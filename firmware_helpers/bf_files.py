@@ -35,7 +35,7 @@ def _bf_sum(n):
                 break
             h.update(d)
         f.close()
-        return "sha256:" + "".join([f"{c:02x}" for c in h.digest()])
+        return "sha256:" + "".join(["%02x" % c for c in h.digest()])
     a = 1
     b = 0
     while 1:

@@ -42,3 +42,11 @@ def test_helper_blocks_are_whole_statements() -> None:
     for block in blocks:
         compile(block, "<helper>", "exec")  # each block compiles on its own
         assert not any(line.lstrip().startswith("#") for line in block.splitlines())
+
+
+def test_helpers_use_only_micropython_1_9_syntax() -> None:
+    import ast as python_ast
+
+    for block in firmware_helpers.blocks("bf_files.py"):
+        tree = python_ast.parse(block)
+        assert not any(isinstance(node, python_ast.JoinedStr) for node in python_ast.walk(tree)), block
