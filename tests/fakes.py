@@ -21,8 +21,11 @@ class FakeDevice:
     (answers R\\x00 then >) or "old" (restarts the raw REPL, like 1.9.2).
     """
 
-    def __init__(self, paste: str = "yes", window: int = 32) -> None:
+    url = "fake://device"
+
+    def __init__(self, paste: str = "yes", window: int = 32, parse_failures: int = 0) -> None:
         self.paste = paste
+        self.parse_failures = parse_failures  # answer this many execs with a parser MemoryError
         self.window = window
         self.out = bytearray()
         self.written = bytearray()
@@ -43,6 +46,12 @@ class FakeDevice:
     def read(self, timeout: float) -> bytes:
         data, self.out = bytes(self.out), bytearray()
         return data
+
+    def pulse_reset(self, seconds: float = 0.1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     # device behaviour
     def _byte(self, b: bytes) -> None:
@@ -100,9 +109,14 @@ class FakeDevice:
         self._mode = "raw"
         stdout = io.StringIO()
         err = b""
+        if self.parse_failures and b"gc.collect" not in source:
+            self.parse_failures -= 1
+            self.out += b'\x04Traceback (most recent call last):\r\n  File "<stdin>", line 1\r\n'
+            self.out += b"MemoryError: parser could not allocate enough memory\r\n\x04>"
+            return
         with contextlib.redirect_stdout(stdout):
             try:
-                exec(source.decode(), self.namespace)
+                exec(source.decode().replace("import gc\ngc.collect()", "pass"), self.namespace)
             except Exception as exc:
                 err = f"Traceback (most recent call last):\r\n{type(exc).__name__}: {exc}\r\n".encode()
         self.out += stdout.getvalue().replace("\n", "\r\n").encode() + b"\x04" + err + b"\x04>"
