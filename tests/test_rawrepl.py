@@ -106,9 +106,10 @@ def test_exception_name() -> None:
 def test_board_retries_once_when_the_parser_runs_out_of_memory() -> None:
     from pytest_boardfarm.board import Board
 
-    device = FakeDevice(parse_failures=1)
+    device = FakeDevice()
     board = Board(device, name="fake", timeout=2)  # type: ignore[arg-type]
     board.enter_raw_repl()
+    device.parse_failures = 1
     assert board.exec("print('parsed')") == "parsed\n"
     assert b"gc.collect()" in device.written
 
@@ -117,7 +118,9 @@ def test_board_reports_a_parser_failure_that_persists() -> None:
     from pytest_boardfarm import DeviceError
     from pytest_boardfarm.board import Board
 
-    board = Board(FakeDevice(parse_failures=2), name="fake", timeout=2)  # type: ignore[arg-type]
+    device = FakeDevice()
+    board = Board(device, name="fake", timeout=2)  # type: ignore[arg-type]
     board.enter_raw_repl()
+    device.parse_failures = 2
     with pytest.raises(DeviceError, match="parser could not allocate"):
         board.exec("print('x')")
