@@ -87,6 +87,7 @@ class Board:
 
     def exec(self, code: str | bytes, timeout: float | None = None) -> str:
         """Run code on the board; return what it printed. Raises DeviceError on an exception."""
+        __tracebackhide__ = True  # a failing test shows the device's traceback, not ours
         source = code.encode("utf-8") if isinstance(code, str) else code
         deadline = self._deadline(timeout)
         result = self._repl.exec(source, deadline)
@@ -102,6 +103,7 @@ class Board:
 
     def eval(self, expr: str, timeout: float | None = None) -> Any:
         """Evaluate an expression on the board and return its value (parsed, never run here)."""
+        __tracebackhide__ = True
         return parse_value(self.exec(f"print(repr({expr}))", timeout), expr)
 
     def run(self, path: str | Path, timeout: float | None = None) -> str:

@@ -1,1 +1,117 @@
-"""pytest plugin (filled in below)."""
+"""pytest entry point: options, the ``board`` marker and fixture.
+
+The per-run state lives in :class:`FarmSession` (session.py), registered here
+when a farm is configured. Without a farm the plugin stays out of the way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .board import Board
+from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm
+from .selection import Filters, selected_boards
+from .session import FARM_KEY, SESSION_KEY, FarmSession
+
+RESET_MODES = ("test", "module", "session", "never")
+LOADGROUP_KEY = "boardfarm_loadgroup"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("boardfarm", "hardware-in-the-loop tests on a farm of MicroPython boards")
+    group.addoption(
+        "--farm", metavar="PATH", help=f"farm inventory (farm.yaml); also ini 'boardfarm_inventory', ${ENV_VAR}"
+    )
+    group.addoption("--board", action="append", default=[], metavar="NAME", help="run only on this board (repeatable)")
+    group.addoption("--board-tag", action="append", default=[], metavar="TAG", help="run only on boards with this tag")
+    group.addoption(
+        "--farm-lock-timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait for a locked board"
+    )
+    group.addoption(
+        "--farm-reset",
+        choices=RESET_MODES,
+        default="test",
+        help="when to soft-reset a board between tests (default test)",
+    )
+    parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
+
+
+def _inventory_path(config: pytest.Config) -> str | None:
+    path = config.getoption("farm")
+    if path:
+        return str(path)
+    ini = config.getini("boardfarm_inventory")
+    if ini:
+        return str(config.rootpath / str(ini))
+    return os.environ.get(ENV_VAR) or None
+
+
+def _load(config: pytest.Config) -> Farm | None:
+    """The farm for this run (loaded once), or None when none is configured."""
+    if FARM_KEY in config.stash:
+        return config.stash[FARM_KEY]
+    path = _inventory_path(config)
+    farm = None
+    if path:
+        try:
+            farm = load_farm(path)
+            for name in config.getoption("board"):
+                farm.get(name)
+        except (FarmConfigError, UnknownBoard) as exc:
+            raise pytest.UsageError(str(exc)) from None
+    config.stash[FARM_KEY] = farm
+    return farm
+
+
+def command_line_filters(config: pytest.Config) -> Filters:
+    return Filters(names=tuple(config.getoption("board")), tags=tuple(config.getoption("board_tag")))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` with a farm: one worker per selected board."""
+    farm = _load(config)
+    if farm is None:
+        return None
+    return max(1, len(selected_boards(farm, command_line_filters(config))))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Tell each xdist worker whether to tag tests with their board group."""
+    node.workerinput[LOADGROUP_KEY] = node.config.getoption("dist") == "loadgroup"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "board(name=None, platform=None, tags=None, timeout=None): run this test only on matching farm boards",
+    )
+    farm = _load(config)
+    if farm is None:
+        return
+    # All tests of a board go to one worker, in order: xdist's loadgroup mode.
+    # Workers re-parse the command line, so they learn it from workerinput.
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        if workerinput.get(LOADGROUP_KEY):
+            config.option.loadgroup = True
+    elif getattr(config.option, "numprocesses", None) and config.getoption("dist") in ("load", "no"):
+        config.option.dist = "loadgroup"
+    session = FarmSession(config, farm, command_line_filters(config))
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "boardfarm-session")
+
+
+@pytest.fixture
+def board(request: pytest.FixtureRequest) -> Iterator[Board]:
+    """A connected board at its raw REPL; the test runs once per matching farm board."""
+    session = request.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        raise pytest.UsageError(f"the 'board' fixture needs a farm: pass --farm farm.yaml or set {ENV_VAR}")
+    param: Any = getattr(request, "param", None)
+    yield from session.board_for(request.node, param)

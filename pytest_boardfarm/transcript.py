@@ -6,12 +6,15 @@ slices of it per test (``mark``/``since``) and may stream it as it arrives.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 
 Listener = Callable[[bytes], None]
 
-# Protocol framing bytes that mean nothing to a person reading a log.
+# Raw REPL framing that means nothing to a person reading a log: the banner,
+# the prompt after each reply, the OK that starts one, and the separators.
+_NOISE = re.compile(rb"raw REPL; CTRL-B to exit\r\n>|\x04>|(?<=>)OK|\AOK|R\x00|R\x01..\x01", re.DOTALL)
 _FRAMING = b"\x01\x04"
 
 
@@ -59,4 +62,6 @@ class Transcript:
 
 
 def readable(data: bytes) -> str:
-    return data.translate(None, _FRAMING).decode("utf-8", "replace").replace("\r\n", "\n")
+    """What the board printed, without the protocol's framing."""
+    cleaned = _NOISE.sub(b"", data).translate(None, _FRAMING)
+    return cleaned.decode("utf-8", "replace").replace("\r\n", "\n")

@@ -1,0 +1,61 @@
+"""Which boards a test runs on: the farm, narrowed by the command line and the marker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .inventory import BoardSpec, Farm
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What ``@pytest.mark.board(...)`` or the command line asks for."""
+
+    names: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def from_marker(cls, kwargs: Mapping[str, Any]) -> Filters:
+        return cls(_strings(kwargs.get("name")), _strings(kwargs.get("platform")), _strings(kwargs.get("tags")))
+
+    def describe(self) -> str:
+        parts = []
+        if self.names:
+            parts.append(f"name={_one_or_list(self.names)}")
+        if self.platforms:
+            parts.append(f"platform={_one_or_list(self.platforms)}")
+        if self.tags:
+            parts.append(f"tags={list(self.tags)}")
+        return ", ".join(parts) or "any board"
+
+    def apply(self, boards: Iterable[BoardSpec]) -> list[BoardSpec]:
+        return [b for b in boards if b.matches(names=self.names, platforms=self.platforms, tags=self.tags)]
+
+
+MARKER_KEYS = ("name", "platform", "tags", "timeout")
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+def _one_or_list(values: Sequence[str]) -> str:
+    return repr(values[0]) if len(values) == 1 else repr(list(values))
+
+
+def selected_boards(farm: Farm, command_line: Filters) -> list[BoardSpec]:
+    """The boards this run may use at all (unknown names are caught earlier)."""
+    return command_line.apply(farm.boards)
+
+
+def no_match_reason(farm: Farm, command_line: Filters, marker: Filters) -> str:
+    available = ", ".join(b.describe() for b in selected_boards(farm, command_line)) or "no boards"
+    narrowed = "" if command_line == Filters() else f" after the command line's {command_line.describe()}"
+    return f"no board matches {marker.describe()}; the farm has{narrowed}: {available}"

@@ -1,0 +1,350 @@
+"""The pytest plugin end to end: pytest in a subprocess, on emulated farms."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_boardfarm.emulator import MicrobitEmulator, start_many
+from pytest_boardfarm.locks import BoardLock
+
+EMULATED_FARM = """\
+locks: {{dir: {locks}}}
+boards:
+  - name: sim-1
+    emulator: microbit
+    tags: [fast]
+  - name: sim-2
+    emulator: microbit
+"""
+
+SUITE = """\
+import pytest
+
+def test_eval(board):
+    assert board.eval("1 + 1") == 2
+
+@pytest.mark.board(tags=["fast"])
+def test_fast_only(board):
+    assert board.name == "sim-1"
+
+@pytest.mark.board(platform="rp2040", tags=["wifi"])
+def test_needs_pico(board):
+    pass
+
+def test_fails(board):
+    board.exec("print('about to divide')")
+    board.exec("1/0")
+
+def test_state_is_reset(board):
+    board.exec("leftover = 1")
+
+def test_state_was_reset(board):
+    with pytest.raises(Exception, match="NameError"):
+        board.exec("leftover")
+
+def test_without_board():
+    pass
+"""
+
+
+@pytest.fixture
+def farm(pytester: pytest.Pytester, tmp_path: Path) -> Path:
+    path = pytester.path / "farm.yaml"
+    path.write_text(EMULATED_FARM.format(locks=tmp_path / "locks"))
+    return path
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "-v", *args, timeout=120)
+
+
+_OUTCOME = re.compile(r"(PASSED|FAILED|SKIPPED|ERROR)")
+_NODEID = re.compile(r"(\S+\.py::[^\s@]+)")
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """test id (without xdist's @group suffix) -> PASSED/FAILED/SKIPPED/ERROR, from -v lines."""
+    found = {}
+    for line in result.outlines:
+        outcome, nodeid = _OUTCOME.search(line), _NODEID.search(line)
+        if outcome and nodeid and not line.startswith(("E ", " ")):
+            found[nodeid.group(1)] = outcome.group(1)
+    return found
+
+
+def test_tests_run_once_per_matching_board(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", str(farm), "--collect-only", "-qq")
+    ids = [line for line in result.outlines if "::" in line]
+    assert "test_suite.py::test_eval[sim-1]" in ids and "test_suite.py::test_eval[sim-2]" in ids
+    assert "test_suite.py::test_fast_only[sim-1]" in ids
+    assert not any("test_fast_only[sim-2]" in i for i in ids)
+    assert "test_suite.py::test_needs_pico[no-board]" in ids
+    assert "test_suite.py::test_without_board" in ids
+
+
+def test_sequential_run_outcomes_and_reports(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", str(farm))
+    got = outcomes(result)
+    assert got["test_suite.py::test_eval[sim-1]"] == "PASSED"
+    assert got["test_suite.py::test_fails[sim-2]"] == "FAILED"
+    assert got["test_suite.py::test_state_was_reset[sim-1]"] == "PASSED"
+    result.assert_outcomes(passed=8, failed=2, skipped=1)
+    text = result.stdout.str()
+    assert "no board matches platform='rp2040', tags=['wifi']; the farm has: sim-1 (platform=microbit" in text
+    assert "serial log sim-1 (call)" in text and "about to divide" in text
+    assert "ZeroDivisionError: division by zero" in text
+
+
+def test_parallel_run_gives_the_same_outcomes(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    sequential = outcomes(run(pytester, "--farm", str(farm)))
+    parallel_result = run(pytester, "--farm", str(farm), "-n", "auto")
+    assert "created: 2/2 workers" in parallel_result.stdout.str()  # one worker per board
+    assert outcomes(parallel_result) == sequential
+    assert len(sequential) == 11
+
+
+def test_each_board_stays_on_one_worker(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(
+        test_where="""
+import os, pytest
+@pytest.mark.parametrize("i", range(4))
+def test_where(board, i, record_property):
+    print("WHERE", board.name, os.environ["PYTEST_XDIST_WORKER"])
+"""
+    )
+    result = run(pytester, "--farm", str(farm), "-n", "2")
+    pairs = set(re.findall(r"WHERE (sim-\d) (gw\d)", result.stdout.str()))
+    assert len(pairs) == 2 and {board for board, _ in pairs} == {"sim-1", "sim-2"}
+    result.assert_outcomes(passed=8)
+
+
+def test_command_line_narrows_the_farm(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", str(farm), "--board", "sim-2", "-k", "eval or fast_only")
+    assert outcomes(result) == {
+        "test_suite.py::test_eval[sim-2]": "PASSED",
+        "test_suite.py::test_fast_only[no-board]": "SKIPPED",
+    }
+    assert "after the command line's name='sim-2'" in result.stdout.str()
+    tagged = run(pytester, "--farm", str(farm), "--board-tag", "fast", "-k", "eval")
+    assert outcomes(tagged) == {"test_suite.py::test_eval[sim-1]": "PASSED"}
+
+
+def test_unknown_board_on_the_command_line(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", str(farm), "--board", "sim-9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no board named 'sim-9'" in result.stderr.str() and "the farm has: sim-1, sim-2" in result.stderr.str()
+
+
+def test_broken_farm_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "farm.yaml").write_text("boards:\n  - name: x\n    prot: /dev/ttyACM0\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", "farm.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "farm.yaml:3: boards[0].prot: unknown key (did you mean 'port'?)" in err
+    assert "farm.yaml:2: boards[0] (x).port: missing" in err
+
+
+def test_farm_from_environment_and_ini(pytester: pytest.Pytester, farm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_one="def test_one(board):\n    assert board.eval('3') == 3\n")
+    monkeypatch.setenv("BOARDFARM_INVENTORY", str(farm))
+    run(pytester, "--board", "sim-1").assert_outcomes(passed=1)
+    monkeypatch.delenv("BOARDFARM_INVENTORY")
+    pytester.makeini("[pytest]\nboardfarm_inventory = farm.yaml\n")
+    run(pytester, "--board", "sim-2").assert_outcomes(passed=1)
+
+
+def test_board_fixture_without_a_farm(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(board):\n    pass\n")
+    result = run(pytester)
+    assert "the 'board' fixture needs a farm" in result.stdout.str()
+
+
+def test_deploy_before_the_first_test(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    app = pytester.path / "app"
+    app.mkdir()
+    (app / "greet.py").write_text("def hello():\n    return 'hello from the app'\n")
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path}}}\nboards:\n  - {{name: sim-1, emulator: microbit, deploy: app}}\n"
+    )
+    pytester.makepyfile(
+        test_app="""
+def test_app(board):
+    assert board.eval("__import__('greet').hello()") == 'hello from the app'
+"""
+    )
+    run(pytester, "--farm", "farm.yaml").assert_outcomes(passed=1)
+
+
+def test_silent_board_errors_its_tests_and_the_rest_runs(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    port = silent.getsockname()[1]
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path}}}\nboards:\n"
+        f"  - {{name: silent, port: 'socket://127.0.0.1:{port}', timeout: 1}}\n"
+        "  - {name: good, emulator: microbit}\n"
+        f"  - {{name: gone, port: 'socket://127.0.0.1:{port + 1 if port < 65535 else 1}'}}\n"
+    )
+    pytester.makepyfile(test_a="def test_a(board):\n    pass\n\ndef test_b(board):\n    pass\n")
+    try:
+        result = run(pytester, "--farm", "farm.yaml")
+    finally:
+        silent.close()
+    got = outcomes(result)
+    assert got["test_a.py::test_a[good]"] == "PASSED" and got["test_a.py::test_b[good]"] == "PASSED"
+    for name in ("silent", "gone"):
+        assert got[f"test_a.py::test_a[{name}]"] == "ERROR" and got[f"test_a.py::test_b[{name}]"] == "ERROR"
+    text = result.stdout.str()
+    assert "board silent unavailable" in text and "could not enter the raw REPL" in text
+    assert "board gone unavailable" in text and "cannot open" in text
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def shared_boards() -> Iterator[list[MicrobitEmulator]]:
+    """Two emulated boards outside any pytest run: a farm that runs share."""
+    boards = start_many(2)
+    yield boards
+    for board in boards:
+        board.stop()
+
+
+def port_farm(path: Path, boards: list[MicrobitEmulator], locks: Path, lock_timeout: str = "") -> None:
+    lines = [f"locks: {{dir: {locks}}}", "boards:"]
+    lines += [f"  - {{name: shared-{i + 1}, port: '{b.url}'}}" for i, b in enumerate(boards)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+RECORDING_SUITE = """
+import os, time, pytest
+@pytest.mark.parametrize("i", range(3))
+def test_busy(board, i):
+    start = time.time()
+    board.exec("import microbit\\nmicrobit.sleep(150)")
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(f"{board.name} {os.environ['RUN']} {start} {time.time()}\\n")
+"""
+
+
+def test_concurrent_runs_never_share_a_board(
+    pytester: pytest.Pytester, shared_boards: list[MicrobitEmulator], tmp_path: Path
+) -> None:
+    port_farm(pytester.path / "farm.yaml", shared_boards, tmp_path / "locks")
+    pytester.makepyfile(test_busy=RECORDING_SUITE)
+    record = tmp_path / "record.txt"
+    procs = []
+    for run_name, extra in (("A", ["-n", "2"]), ("B", [])):
+        env = dict(os.environ, RECORD=str(record), RUN=run_name)
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", *extra]
+        procs.append(subprocess.Popen(cmd, cwd=pytester.path, env=env, stdout=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    spans: dict[str, list[tuple[float, float, str]]] = {}
+    for line in record.read_text().splitlines():
+        name, run_name, start, end = line.split()
+        spans.setdefault(name, []).append((float(start), float(end), run_name))
+    assert sorted(spans) == ["shared-1", "shared-2"]
+    for name, uses in spans.items():
+        assert len(uses) == 6 and {u[2] for u in uses} == {"A", "B"}
+        uses.sort()
+        for (_, end, run_a), (start, _, run_b) in zip(uses, uses[1:], strict=False):
+            assert end <= start, f"{name} used by runs {run_a} and {run_b} at once"
+
+
+def test_locked_board_fails_its_tests_naming_the_holder(
+    pytester: pytest.Pytester, shared_boards: list[MicrobitEmulator], tmp_path: Path
+) -> None:
+    port_farm(pytester.path / "farm.yaml", shared_boards, tmp_path / "locks")
+    holder = BoardLock(tmp_path / "locks", shared_boards[0].url, run="another CI job")
+    holder.acquire(1)
+    pytester.makepyfile(test_one="def test_one(board):\n    pass\n")
+    try:
+        result = run(pytester, "--farm", "farm.yaml", "--farm-lock-timeout", "0.5")
+    finally:
+        holder.release()
+    got = outcomes(result)
+    assert got == {"test_one.py::test_one[shared-1]": "ERROR", "test_one.py::test_one[shared-2]": "PASSED"}
+    text = result.stdout.str()
+    assert f"pid {os.getpid()}" in text and "another CI job" in text and "gave up after 0.5s" in text
+
+
+def _qemu_pids_on(port: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if b"qemu-system-arm" in cmdline and f"127.0.0.1:{port},".encode() in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
+def test_killed_run_leaves_no_lock_and_no_emulator(
+    pytester: pytest.Pytester, shared_boards: list[MicrobitEmulator], tmp_path: Path, workers: list[str]
+) -> None:
+    locks = tmp_path / "locks"
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {locks}}}\nboards:\n  - {{name: real, port: '{shared_boards[0].url}'}}\n"
+        "  - {name: sim, emulator: microbit}\n"
+    )
+    started = tmp_path / "started"
+    pytester.makepyfile(
+        test_hang=f"""
+import time
+def test_hang(board):
+    with open({str(started)!r}, "a") as f:
+        f.write(board.name + " " + board._transport.url + "\\n")
+    if board.name == "sim":  # runs after 'real', whose lock the run still holds
+        time.sleep(60)
+"""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", *workers],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(started.read_text().splitlines() if started.exists() else []) < 2:
+            time.sleep(0.1)
+        lines = dict(line.split() for line in started.read_text().splitlines())
+        assert set(lines) == {"real", "sim"}
+        emulator_port = lines["sim"].rsplit(":", 1)[1]
+        assert _qemu_pids_on(emulator_port)
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its xdist workers, as a CI runner would
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    for _ in range(100):
+        if not _qemu_pids_on(emulator_port):
+            break
+        time.sleep(0.05)
+    assert not _qemu_pids_on(emulator_port), "the run's emulator outlived it"
+    lock = BoardLock(locks, shared_boards[0].url)
+    lock.acquire(0.5)  # the next run gets the board at once
+    lock.release()
+    assert list(locks.iterdir()) == []
