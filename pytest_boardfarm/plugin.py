@@ -14,11 +14,13 @@ import pytest
 
 from .board import Board
 from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm
+from .reporting import FarmReporter
 from .selection import Filters, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
 
 RESET_MODES = ("test", "module", "session", "never")
 LOADGROUP_KEY = "boardfarm_loadgroup"
+DEFAULT_LOG_DIR = "boardfarm-results/serial-logs"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +38,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=RESET_MODES,
         default="test",
         help="when to soft-reset a board between tests (default test)",
+    )
+    group.addoption("--farm-junit", metavar="PATH", help="write a JUnit XML file with one testsuite per board")
+    group.addoption(
+        "--farm-log-dir",
+        metavar="DIR",
+        default=DEFAULT_LOG_DIR,
+        help=f"serial logs, one file per board per test (default {DEFAULT_LOG_DIR}; '' for none)",
     )
     parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
 
@@ -105,6 +114,8 @@ def pytest_configure(config: pytest.Config) -> None:
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
+    if workerinput is None:  # results are gathered where the reports end up
+        config.pluginmanager.register(FarmReporter(config), "boardfarm-reporter")
 
 
 @pytest.fixture

@@ -8,15 +8,18 @@ report, and releases everything at the end.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from .board import Board
 from .inventory import Farm
 from .pool import Allocated, BoardPool, BoardUnavailable
+from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION
 from .selection import Filters, no_match_reason, selected_boards
 
 FARM_KEY = pytest.StashKey["Farm | None"]()
@@ -42,6 +45,8 @@ class FarmSession:
         run_id = os.environ.get("BOARDFARM_RUN_ID") or f"run {uuid.uuid4().hex[:8]}"
         os.environ.setdefault("BOARDFARM_RUN_ID", run_id)  # xdist workers inherit it
         self.pool = BoardPool(farm, lock_timeout=config.getoption("farm_lock_timeout"), run_id=run_id)
+        log_dir = config.getoption("farm_log_dir")
+        self.log_dir = Path(config.invocation_params.dir, log_dir) if log_dir else None
 
     # -- collection ------------------------------------------------------------
 
@@ -63,6 +68,13 @@ class FarmSession:
             indirect=True,
         )
 
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            name = callspec.params.get("board") if callspec else None
+            if name:
+                item.user_properties.append((BOARD_PROPERTY, name))
+
     # -- the fixture -----------------------------------------------------------
 
     def board_for(self, item: pytest.Item, name: str | None) -> Iterator[Board]:
@@ -71,11 +83,25 @@ class FarmSession:
         try:
             held = self.pool.acquire(name)
         except BoardUnavailable as exc:
+            item.user_properties.append((INFO_PROPERTY, self._identity(name, None, f"unavailable: {exc}")))
             raise BoardUnavailable(str(exc)) from None  # the reason, without a long chain
+        item.user_properties.append((INFO_PROPERTY, self._identity(name, held, "ok")))
         mark = held.board.transcript.mark()
         item.stash[USED_KEY] = BoardUse(name, held.board, mark)
         self._reset_if_due(held, item)
         yield held.board
+
+    def _identity(self, name: str, held: Allocated | None, health: str) -> dict[str, str]:
+        """What reports say about the board: farm.yaml facts, then what it told us."""
+        spec = self.farm.get(name)
+        out = {"platform": spec.platform, "port": spec.port or spec.serial_number or spec.emulator or ""}
+        if held is not None:
+            out["port"] = held.url
+            if held.info is not None:
+                out.update(firmware=held.info.firmware, unique_id=held.info.unique_id)
+        out["health"] = health
+        out.update({f"property.{k}": v for k, v in spec.properties.items()})
+        return out
 
     def _reset_if_due(self, held: Allocated, item: pytest.Item) -> None:
         module = getattr(item, "module", None)
@@ -98,11 +124,24 @@ class FarmSession:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         use = item.stash.get(USED_KEY, None)
-        if use is not None and (call.when == "call" or report.failed):
+        if use is None:
+            return report
+        if call.when == "call" or report.failed:
             text = use.board.transcript.text(use.mark)
             if text.strip():
-                report.sections.append((f"serial log {use.name} ({call.when})", text))
+                report.sections.append((f"{SERIAL_SECTION} {use.name} ({call.when})", text))
+        if call.when == "teardown" and self.log_dir is not None:
+            self._write_log(item, use)
         return report
+
+    def _write_log(self, item: pytest.Item, use: BoardUse) -> None:
+        """The test's whole serial transcript: <log dir>/<board>/<file>__<test>.log."""
+        nodeid = item.nodeid.split("@")[0]  # without xdist's loadgroup suffix
+        module, _, test = nodeid.partition("::")
+        stem = re.sub(r"[^A-Za-z0-9_.\[\]-]+", "_", f"{Path(module).stem}__{test}")[:150]
+        path = self.log_dir / use.name / f"{stem}.log"  # type: ignore[operator]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {nodeid} on {use.name}\n{use.board.transcript.text(use.mark)}", encoding="utf-8")
 
     def pytest_sessionfinish(self) -> None:
         self.pool.release_all()

@@ -1,0 +1,108 @@
+"""Reports for the whole run, written by the controlling process.
+
+Gathers per-board results (results.py) and, at the end, writes the JUnit file
+(junit.py), prints the per-board table after pytest's own summary, and on
+GitHub Actions appends the job summary and failure annotations (github.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from .github import failure_annotations, markdown_summary
+from .junit import write_junit
+from .results import BOARD_PROPERTY, BoardResults, ResultsCollector
+
+
+class FarmReporter(ResultsCollector):
+    def __init__(self, config: pytest.Config) -> None:
+        super().__init__()
+        self.config = config
+        junit = config.getoption("farm_junit")
+        self.junit_path = Path(junit) if junit else None
+        self._collected_from_workers = False
+
+    # -- what was collected (so tests that never report still appear) ----------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            board = next((v for k, v in item.user_properties if k == BOARD_PROPERTY), None)
+            if board:
+                self.note_collected(item.nodeid, str(board))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: object, ids: list[str]) -> None:
+        if self._collected_from_workers:
+            return
+        self._collected_from_workers = True
+        for nodeid in ids:
+            if "@" in nodeid:  # loadgroup: the group is the board
+                self.note_collected(nodeid, nodeid.rsplit("@", 1)[1])
+
+    # -- the end of the run ----------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self) -> Generator[None, None, None]:
+        """The table goes after pytest's short summary; its final counts line stays last."""
+        result = yield
+        self._terminal_table(self.by_board())
+        return result
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        result = yield
+        boards = self.by_board()
+        if self.junit_path:
+            write_junit(self.junit_path, boards)
+        self._github(boards)
+        return result
+
+    def _terminal_table(self, boards: list[BoardResults]) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or not boards:
+            return
+        headers = ("board", "platform", "passed", "failed", "errors", "skipped", "time", "health")
+        rows = [
+            (
+                b.name,
+                b.info.get("platform", ""),
+                str(b.count("passed")),
+                str(b.count("failed")),
+                str(b.count("error")),
+                str(b.count("skipped")),
+                f"{b.duration:.2f}s",
+                b.info.get("health", ""),
+            )
+            for b in boards
+        ]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        reporter.write_sep("=", "boardfarm: results per board")
+        for row in (headers, *rows):
+            cells = [
+                cell.ljust(width) if column in (0, 1, 7) else cell.rjust(width)
+                for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ]
+            reporter.write_line("  ".join(cells).rstrip())
+        if self.junit_path:
+            reporter.write_line(f"JUnit per board: {self.junit_path}")
+        log_dir = self.config.getoption("farm_log_dir")
+        if log_dir:
+            reporter.write_line(f"serial logs: {log_dir}/<board>/")
+
+    def _github(self, boards: list[BoardResults]) -> None:
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not summary or not boards:
+            return
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(markdown_summary(boards))
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        for line in failure_annotations(boards):
+            if reporter is not None:
+                reporter.write_line(line)
+            else:
+                print(line)

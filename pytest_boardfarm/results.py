@@ -1,0 +1,136 @@
+"""Per-board results, gathered from pytest's reports in the controlling process.
+
+Each test's report carries its board's name (set at collection) and the
+board's identity (set when the board was first used) in ``user_properties``;
+xdist forwards those with every report, so this works the same with and
+without workers. JUnit, the terminal table and the CI summary read from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+BOARD_PROPERTY = "boardfarm.board"
+INFO_PROPERTY = "boardfarm.info"
+NO_BOARD = "(no board)"
+SERIAL_SECTION = "serial log"
+
+OUTCOMES = ("passed", "failed", "error", "skipped")
+NOT_RUN = "not run: the run ended before this test"
+
+
+@dataclass
+class TestResult:
+    nodeid: str
+    board: str
+    outcome: str = "passed"  # passed / failed / error / skipped
+    duration: float = 0.0
+    message: str = ""  # one line: the crash message or the skip reason
+    details: str = ""  # the full failure text
+    serial: str = ""
+    path: str = ""
+    line: int = 0  # 1-based line of the failure (or of the test), for annotations
+
+    @property
+    def summary(self) -> str:
+        """One line: the message's last line (a device traceback's exception line)."""
+        lines = [line.strip() for line in self.message.splitlines() if line.strip()]
+        return lines[-1] if lines else self.outcome
+
+    @property
+    def name(self) -> str:
+        return self.nodeid.split("::", 1)[-1].split("@")[0]
+
+    @property
+    def classname(self) -> str:
+        module = self.nodeid.split("::", 1)[0]
+        return module.removesuffix(".py").replace("/", ".")
+
+
+@dataclass
+class BoardResults:
+    name: str
+    info: dict[str, str] = field(default_factory=dict)
+    tests: list[TestResult] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for t in self.tests if t.outcome == outcome)
+
+    @property
+    def duration(self) -> float:
+        return sum(t.duration for t in self.tests)
+
+
+def _property(report: pytest.TestReport, key: str) -> Any:
+    for name, value in report.user_properties:
+        if name == key:
+            return value
+    return None
+
+
+class ResultsCollector:
+    """A pytest plugin object: collects results as reports arrive."""
+
+    def __init__(self) -> None:
+        self.tests: dict[str, TestResult] = {}
+        self.info: dict[str, dict[str, str]] = {}
+        self.collected: dict[str, str] = {}  # nodeid -> board, for tests that never report
+
+    def note_collected(self, nodeid: str, board: str) -> None:
+        self.collected[nodeid] = board
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        board = _property(report, BOARD_PROPERTY) or NO_BOARD
+        info = _property(report, INFO_PROPERTY)
+        if info:
+            self.info[board] = dict(info)
+        result = self.tests.get(report.nodeid)
+        if result is None:
+            result = self.tests[report.nodeid] = TestResult(report.nodeid, board)
+            result.path, line = report.location[0], report.location[1]
+            result.line = (line or 0) + 1
+        result.duration += report.duration
+        for title, text in report.sections:
+            if title.startswith(SERIAL_SECTION):
+                result.serial += text
+        if report.skipped and result.outcome == "passed":
+            result.outcome = "skipped"
+            result.message = _skip_reason(report)
+        elif report.failed:
+            if report.when == "call" and result.outcome != "error":
+                result.outcome = "failed"
+            else:
+                result.outcome = "error"
+            result.message = _crash_message(report)
+            result.details = report.longreprtext
+            crash = getattr(report.longrepr, "reprcrash", None)
+            if crash is not None and str(crash.path).endswith(result.path):
+                result.line = crash.lineno
+
+    def by_board(self) -> list[BoardResults]:
+        boards: dict[str, BoardResults] = {}
+        for nodeid, board in self.collected.items():
+            if nodeid not in self.tests:  # collected, never reported: the run ended early
+                self.tests[nodeid] = TestResult(nodeid, board, "error", message=NOT_RUN)
+        for result in self.tests.values():
+            entry = boards.setdefault(result.board, BoardResults(result.board, self.info.get(result.board, {})))
+            entry.tests.append(result)
+        return sorted(boards.values(), key=lambda b: (b.name == NO_BOARD, b.name))
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr or "")
+
+
+def _crash_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    text = report.longreprtext.strip().splitlines()
+    return text[-1] if text else "failed"

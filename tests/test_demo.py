@@ -1,0 +1,31 @@
+"""The README's demo, as scripts/demo runs it, so CI keeps the README's promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_suite_on_the_example_farm(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "examples/demo", "--farm", "farm.example.yaml", "-n", "auto",
+            "--farm-junit", str(tmp_path / "junit.xml"), "--farm-log-dir", str(tmp_path / "logs"),
+            "-p", "no:cacheprovider",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert "created: 4/4 workers" in out
+    assert out.strip().splitlines()[-1].startswith("=") and "4 failed, 22 passed, 1 skipped" in out.splitlines()[-1]
+    failed = [line for line in out.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 4 and all("test_reads_config_file" in line for line in failed)
+    assert "OSError: file not found" in out and "loading config..." in out
+    suites = {s.get("name"): s for s in ET.parse(tmp_path / "junit.xml").getroot()}
+    assert set(suites) == {"sim-1", "sim-2", "sim-3", "sim-4", "(no board)"}
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["sim-1", "sim-2", "sim-3", "sim-4"]

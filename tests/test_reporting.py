@@ -1,0 +1,173 @@
+"""Per-board reports: JUnit, the terminal table, the GitHub summary, serial logs."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .test_plugin import EMULATED_FARM, run
+
+SUITE = """\
+import pytest
+
+def test_passes(board):
+    board.exec("print('board says hi')")
+
+def test_fails(board):
+    board.exec("print('before the crash')")
+    board.exec("1/0")
+
+@pytest.mark.board(platform="esp32")
+def test_needs_esp32(board):
+    pass
+
+def test_host_only():
+    pass
+"""
+
+# What CI servers read of JUnit (Jenkins, GitLab, GitHub test reporters): the
+# element and attribute names, and which attributes are counts.
+SUITE_COUNTS = ("tests", "failures", "errors", "skipped")
+CASE_CHILDREN = {"failure", "error", "skipped", "system-out", "system-err"}
+
+
+def check_junit_structure(root: ET.Element) -> None:
+    assert root.tag == "testsuites"
+    for suite in root:
+        assert suite.tag == "testsuite" and suite.get("name")
+        for attr in SUITE_COUNTS:
+            int(suite.get(attr, "x"))
+        float(suite.get("time", "x"))
+        cases = suite.findall("testcase")
+        assert int(suite.get("tests", "0")) == len(cases)
+        assert int(suite.get("failures", "0")) == len(suite.findall("testcase/failure"))
+        assert int(suite.get("errors", "0")) == len(suite.findall("testcase/error"))
+        assert int(suite.get("skipped", "0")) == len(suite.findall("testcase/skipped"))
+        for prop in suite.findall("properties/property"):
+            assert prop.get("name") and prop.get("value") is not None
+        for case in cases:
+            assert case.get("name") and case.get("classname")
+            float(case.get("time", "0"))  # optional in the schema; a number when present
+            assert {child.tag for child in case} <= CASE_CHILDREN
+            for child in case:
+                if child.tag in ("failure", "error"):
+                    assert child.get("message")
+
+
+@pytest.fixture
+def farm(pytester: pytest.Pytester, tmp_path: Path) -> Path:
+    path = pytester.path / "farm.yaml"
+    path.write_text(
+        EMULATED_FARM.format(locks=tmp_path / "locks").replace(
+            "tags: [fast]", "tags: [fast]\n    properties: {rack: A3}"
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
+def test_junit_one_suite_per_board(pytester: pytest.Pytester, farm: Path, workers: list[str]) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", str(farm), "--farm-junit", "out/junit.xml", *workers)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    root = ET.parse(pytester.path / "out" / "junit.xml").getroot()
+    check_junit_structure(root)
+    suites = {s.get("name"): s for s in root}
+    assert set(suites) == {"sim-1", "sim-2", "(no board)"}
+    for name in ("sim-1", "sim-2"):
+        suite = suites[name]
+        assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "1", "0")
+        props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
+        assert props["board"] == name and props["platform"] == "microbit"
+        assert props["port"].startswith("socket://127.0.0.1:")
+        assert "MicroPython v1.9.2" in props["firmware"] and len(props["unique_id"]) == 16
+        assert props["health"] == "ok"
+        cases = {c.get("name"): c for c in suite.findall("testcase")}
+        assert set(cases) == {f"test_passes[{name}]", f"test_fails[{name}]"}
+        assert "board says hi" in (cases[f"test_passes[{name}]"].findtext("system-out") or "")
+        failure = cases[f"test_fails[{name}]"].find("failure")
+        assert failure is not None and failure.get("message") == "ZeroDivisionError: division by zero"
+        assert "before the crash" in (cases[f"test_fails[{name}]"].findtext("system-out") or "")
+    assert {p.get("name"): p.get("value") for p in suites["sim-1"].findall("properties/property")}[
+        "property.rack"
+    ] == "A3"
+    host = suites["(no board)"]
+    assert host.get("tests") == "2" and host.get("skipped") == "1"
+
+
+def test_unavailable_board_appears_as_errors(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    from pytest_boardfarm.emulator import free_port
+
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path}}}\nboards:\n  - {{name: ok, emulator: microbit}}\n"
+        f"  - {{name: unplugged, port: 'socket://127.0.0.1:{free_port()}', platform: rp2040}}\n"
+    )
+    pytester.makepyfile(test_a="def test_a(board):\n    pass\n\ndef test_b(board):\n    pass\n")
+    result = run(pytester, "--farm", "farm.yaml", "--farm-junit", "junit.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    root = ET.parse(pytester.path / "junit.xml").getroot()
+    check_junit_structure(root)
+    suite = next(s for s in root if s.get("name") == "unplugged")
+    assert suite.get("tests") == "2" and suite.get("errors") == "2"
+    for error in suite.findall("testcase/error"):
+        assert "board unplugged unavailable" in (error.get("message") or "") + (error.text or "")
+    props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
+    assert props["health"].startswith("unavailable: ")
+    table = result.stdout.str().split("boardfarm: results per board")[1]
+    assert "unplugged" in table and "unavailable" in table
+
+
+def test_terminal_table_after_the_summary(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    out = run(pytester, "--farm", str(farm)).stdout.str()
+    assert out.index("short test summary info") < out.index("boardfarm: results per board")
+    assert re.match(r"=+ 2 failed, 3 passed, 1 skipped in [\d.]+s", out.strip().splitlines()[-1])
+    table = out.split("boardfarm: results per board")[1].splitlines()
+    assert table[1].split() == ["board", "platform", "passed", "failed", "errors", "skipped", "time", "health"]
+    sim1 = next(line for line in table if line.startswith("sim-1")).split()
+    assert sim1[:6] == ["sim-1", "microbit", "1", "1", "0", "0"] and sim1[-1] == "ok"
+
+
+def test_github_summary_only_when_asked(pytester: pytest.Pytester, farm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    plain = run(pytester, "--farm", str(farm)).stdout.str()
+    assert "::error" not in plain
+    summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    out = run(pytester, "--farm", str(farm), "-n", "2").stdout.str()
+    text = summary.read_text()
+    assert "## Board farm results" in text
+    assert "| sim-1 | microbit | micro:bit" in text and "| 1 | 1 | 0 | 0 |" in text
+    assert "| `test_suite::test_fails` | ❌ | ❌ |" in text
+    assert "| `test_suite::test_passes` | ✅ | ✅ |" in text
+    assert "**test_fails[sim-2]** on `sim-2`: ZeroDivisionError: division by zero" in text
+    errors = [line for line in out.splitlines() if line.startswith("::error ")]
+    assert len(errors) == 2
+    assert all(line.startswith("::error file=test_suite.py,line=8,title=test_fails[sim-") for line in errors)
+
+
+def test_serial_logs_per_board_per_test(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    run(pytester, "--farm", str(farm), "-n", "2", "--farm-log-dir", "logs")
+    logs = pytester.path / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["sim-1", "sim-2"]
+    for board in ("sim-1", "sim-2"):
+        names = sorted(p.name for p in (logs / board).iterdir())
+        assert names == [f"test_suite__test_fails[{board}].log", f"test_suite__test_passes[{board}].log"]
+        passed = (logs / board / f"test_suite__test_passes[{board}].log").read_text()
+        assert passed.startswith(f"# test_suite.py::test_passes[{board}] on {board}") and "board says hi" in passed
+        failed = (logs / board / f"test_suite__test_fails[{board}].log").read_text()
+        assert "before the crash" in failed and "ZeroDivisionError: division by zero" in failed
+
+
+def test_default_log_dir_and_no_logs(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    run(pytester, "--farm", str(farm), "-k", "passes")
+    assert (pytester.path / "boardfarm-results" / "serial-logs" / "sim-1").is_dir()
+    pytester.makepyfile(test_other="def test_other(board):\n    pass\n")
+    run(pytester, "--farm", str(farm), "--farm-log-dir", "", "-k", "other", "-p", "no:randomly")
+    assert not any("test_other" in p.name for p in (pytester.path / "boardfarm-results").rglob("*.log"))
