@@ -20,8 +20,6 @@ from .rawrepl import Pacing, RawRepl
 from .transcript import Transcript
 from .transport import Transport, open_transport
 
-_PARSER_OUT_OF_MEMORY = b"MemoryError: parser could not allocate enough memory"
-
 _INFO_CODE = """\
 import sys, gc
 try:
@@ -89,13 +87,7 @@ class Board:
         """Run code on the board; return what it printed. Raises DeviceError on an exception."""
         __tracebackhide__ = True  # a failing test shows the device's traceback, not ours
         source = code.encode("utf-8") if isinstance(code, str) else code
-        deadline = self._deadline(timeout)
-        result = self._repl.exec(source, deadline)
-        if _PARSER_OUT_OF_MEMORY in result.stderr:
-            # Nothing ran: the board could not even parse the source. A small,
-            # fragmented heap often can after a collection, so retry once.
-            self._repl.exec(b"import gc\ngc.collect()", deadline)
-            result = self._repl.exec(source, deadline)
+        result = self._repl.exec(source, self._deadline(timeout))
         stdout = result.stdout.decode("utf-8", "replace").replace("\r\n", "\n")
         if result.stderr:
             raise DeviceError(result.stderr.decode("utf-8", "replace").replace("\r\n", "\n"), stdout, self.name)

@@ -80,7 +80,7 @@ def command_line_filters(config: pytest.Config) -> Filters:
     return Filters(names=tuple(config.getoption("board")), tags=tuple(config.getoption("board_tag")))
 
 
-@pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own answer (the CPU count)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` with a farm: one worker per selected board."""
     farm = _load(config)

@@ -22,6 +22,7 @@ BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 SOFT_REBOOT = b"soft reboot\r\n"
 CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 RAW_PASTE_REQUEST = b"\x05A\x01"
+PARSER_OUT_OF_MEMORY = b"MemoryError: parser could not allocate enough memory"
 
 ENTER_ATTEMPTS = 4
 ENTER_ATTEMPT_SECONDS = 1.5
@@ -140,6 +141,8 @@ class RawRepl:
             try:
                 self._read_until(BANNER, attempt, "the raw REPL banner")
                 self._sync(attempt)
+                if self.raw_paste is None:  # settle it now: long sources are staged without it
+                    self._exec_once(b"pass", attempt)
                 return
             except BoardTimeout as exc:
                 seen += exc.output
@@ -163,35 +166,46 @@ class RawRepl:
     def exec(self, source: bytes, deadline: Deadline) -> ExecResult:
         """Run ``source``; on a deadline, interrupt the board and leave it usable."""
         try:
-            if self.raw_paste is not False and self._start_raw_paste(deadline):
-                self._send_raw_paste(source, deadline)
-            else:
-                self._exec_plain(source, deadline)
-            stdout = self._read_until(CTRL_D, deadline, "the end of the program's output")[:-1]
-            stderr = self._read_until(CTRL_D, deadline, "the end of the error output")[:-1]
-            self._read_until(b">", deadline, "the raw prompt")
+            if self.raw_paste is False and len(source) + 1 > self.pacing.window:
+                self._stage(source, deadline)
+                source = b"_bf_s=bytes(_bf_s)\nexec(_bf_s)"
+            return self._exec_parsed(source, deadline)
         except BoardTimeout as exc:
             self.recover()
             raise BoardTimeout(f"{exc} (the board was interrupted and is usable again)", exc.output) from None
+
+    def _stage(self, source: bytes, deadline: Deadline) -> None:
+        """Collect a long source on the board in pieces that each fit the window."""
+        for piece in _stage_pieces(source, self.pacing.window - 1):
+            result = self._exec_parsed(piece, deadline)
+            if result.stdout or result.stderr:
+                raise ProtocolError(f"{self.label}: staging a long source failed: {result.stderr!r}")
+
+    def _exec_parsed(self, source: bytes, deadline: Deadline) -> ExecResult:
+        """One exec; retried once after a collection if the board could not even parse it.
+
+        A parser out of memory means nothing ran, so sending it again is safe; on a
+        small, fragmented heap it usually works after ``gc.collect()``.
+        """
+        result = self._exec_once(source, deadline)
+        if PARSER_OUT_OF_MEMORY in result.stderr:
+            self._exec_once(b"import gc\ngc.collect()", deadline)
+            result = self._exec_once(source, deadline)
+        return result
+
+    def _exec_once(self, source: bytes, deadline: Deadline) -> ExecResult:
+        if self.raw_paste is not False and self._start_raw_paste(deadline):
+            self._send_raw_paste(source, deadline)
+        else:
+            self._send_plain(source)
+            self._expect_ok(deadline)
+        stdout = self._read_until(CTRL_D, deadline, "the end of the program's output")[:-1]
+        stderr = self._read_until(CTRL_D, deadline, "the end of the error output")[:-1]
+        self._read_until(b">", deadline, "the raw prompt")
         return ExecResult(stdout, stderr)
 
     def _send_plain(self, source: bytes) -> None:
         self._transport.write(source + CTRL_D)
-
-    def _exec_plain(self, source: bytes, deadline: Deadline) -> None:
-        """Send ``source`` in plain raw mode, staged if it would overflow the window."""
-        if len(source) + 1 > self.pacing.window:
-            for piece in _stage_pieces(source, self.pacing.window - 1):
-                self._send_plain(piece)
-                self._expect_ok(deadline)
-                stdout = self._read_until(CTRL_D, deadline, "a staging acknowledgement")
-                stderr = self._read_until(CTRL_D, deadline, "a staging acknowledgement")
-                self._read_until(b">", deadline, "the raw prompt")
-                if stdout != CTRL_D or stderr != CTRL_D:
-                    raise ProtocolError(f"{self.label}: staging a long source failed: {stdout + stderr!r}")
-            source = b"_bf_s=bytes(_bf_s)\nexec(_bf_s)"
-        self._send_plain(source)
-        self._expect_ok(deadline)
 
     def _expect_ok(self, deadline: Deadline) -> None:
         ok = self._read_exact(2, deadline, "OK")
