@@ -1,7 +1,15 @@
 """pytest-boardfarm: hardware-in-the-loop tests on a farm of MicroPython boards."""
 
 from .board import Board, BoardInfo, connect
-from .errors import BoardError, BoardTimeout, ConnectionLost, DeviceError, ProtocolError, UnsupportedOperation
+from .errors import (
+    BoardError,
+    BoardRebooted,
+    BoardTimeout,
+    ConnectionLost,
+    DeviceError,
+    ProtocolError,
+    UnsupportedOperation,
+)
 from .files import DeployResult, FileEntry
 from .rawrepl import Pacing
 from .transcript import Transcript
@@ -10,6 +18,7 @@ __all__ = [
     "Board",
     "BoardError",
     "BoardInfo",
+    "BoardRebooted",
     "BoardTimeout",
     "ConnectionLost",
     "DeployResult",

@@ -39,6 +39,14 @@ class ConnectionLost(BoardError):
     """The port went away (USB unplugged, emulator gone, socket closed)."""
 
 
+class BoardRebooted(BoardError):
+    """The board rebooted while running code (machine.reset(), a crash, a watchdog)."""
+
+    def __init__(self, message: str, output: bytes = b"") -> None:
+        self.output = output
+        super().__init__(message)
+
+
 class ProtocolError(BoardError):
     """The board answered, but not as the raw REPL protocol says it should."""
 

@@ -35,6 +35,7 @@ class BoardSpec:
     timeout: float = 10.0
     reset: tuple[str, ...] = ()  # argument template, e.g. ("uhubctl", "-p", "{port}", "-a", "cycle")
     flash: tuple[str, ...] = ()
+    rts_reset: bool = False  # hard reset by pulsing RTS (wired to EN/RESET on most dev boards)
     deploy: Path | None = None
     write_window: int = 48
     properties: dict[str, str] = field(default_factory=dict)
@@ -122,7 +123,7 @@ class _Checker:
 
     def scalar(self, node: Node, key: str, kind: Callable[[Any], Any], label: str) -> Any:
         value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else None
-        if value is None or isinstance(value, bool) and kind is not bool:
+        if value is None or isinstance(value, bool) and kind is not _boolean:
             self.problem(node, key, f"expected {label}, got {_kind(node)}")
             return None
         if kind is str and not isinstance(value, str):
@@ -153,6 +154,12 @@ def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return number
 
     return convert
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(value)
+    return value
 
 
 def _str_list(c: _Checker, node: Node, key: str) -> tuple[str, ...] | None:
@@ -214,6 +221,7 @@ _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "timeout": lambda c, n, k: c.scalar(n, k, _positive(float), "a positive number of seconds"),
     "reset": _command,
     "flash": _command,
+    "rts_reset": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "deploy": lambda c, n, k: c.scalar(n, k, str, "a directory path"),
     "write_window": lambda c, n, k: c.scalar(n, k, _positive(int), "a positive whole number of bytes"),
     "properties": _properties,

@@ -7,7 +7,10 @@ when a farm is configured. Without a farm the plugin stays out of the way.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -38,6 +41,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=RESET_MODES,
         default="test",
         help="when to soft-reset a board between tests (default test)",
+    )
+    group.addoption(
+        "--farm-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="deadline for each device operation, overriding farm.yaml and @pytest.mark.board(timeout=...)",
     )
     group.addoption("--farm-junit", metavar="PATH", help="write a JUnit XML file with one testsuite per board")
     group.addoption(
@@ -111,11 +120,31 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.loadgroup = True
     elif getattr(config.option, "numprocesses", None) and config.getoption("dist") in ("load", "no"):
         config.option.dist = "loadgroup"
+    _stop_cleanly_on_sigterm(config)
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
     if workerinput is None:  # results are gathered where the reports end up
         config.pluginmanager.register(FarmReporter(config), "boardfarm-reporter")
+
+
+def _stop_cleanly_on_sigterm(config: pytest.Config) -> None:
+    """A cancelled CI job gets SIGTERM: end like Ctrl-C, so boards, locks and emulators
+    are released and partial reports written (SIGKILL is handled by the kernel)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # someone else (a CI wrapper, pytest-timeout) owns it
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    config.add_cleanup(restore)
 
 
 @pytest.fixture

@@ -15,17 +15,21 @@ from dataclasses import dataclass, field
 
 from serial.tools import list_ports
 
+from . import commands
 from .board import Board, BoardInfo, connect
 from .emulator import MicrobitEmulator
 from .errors import BoardError
 from .files import DeployResult
+from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog
 from .inventory import BoardSpec, Farm
 from .locks import BoardLock, LockTimeout
 from .rawrepl import Pacing
 
+MAX_RECOVERIES = 3  # a board that needs more than this in one run is quarantined
+
 
 class BoardUnavailable(BoardError):
-    """The board could not be allocated: missing, locked, silent or broken."""
+    """The board could not be allocated: missing, locked, silent, broken or quarantined."""
 
 
 @dataclass
@@ -41,7 +45,7 @@ class Allocated:
     deployed: DeployResult | None = None
     last_module: str | None = None
     setup_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    recoveries: list[RecoveryLog] = field(default_factory=list)
 
 
 def find_serial_number(serial_number: str) -> str:
@@ -91,9 +95,7 @@ class BoardPool:
                 url = find_serial_number(spec.serial_number)
             else:
                 url = spec.port or ""
-            board = connect(
-                url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=Pacing(spec.write_window)
-            )
+            board = self._connect(spec, url)
             held = Allocated(spec, board, url, lock, emulator)
             try:
                 held.info = board.info  # health check: answers, names its firmware
@@ -110,6 +112,72 @@ class BoardPool:
             raise
         held.setup_seconds = time.monotonic() - start
         return held
+
+    @staticmethod
+    def _connect(spec: BoardSpec, url: str) -> Board:
+        return connect(
+            url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=Pacing(spec.write_window)
+        )
+
+    # -- health ------------------------------------------------------------------
+
+    def recover(self, name: str) -> RecoveryLog:
+        """Climb the recovery ladder; quarantine the board if it fails or is needed too often."""
+        held = self.held[name]
+        log = self._ladder(held).climb(name)
+        held.recoveries.append(log)
+        if not log.recovered:
+            self.quarantine(name, f"did not recover ({'; '.join(s.name for s in log.steps)} tried)")
+        elif len(held.recoveries) > MAX_RECOVERIES:
+            self.quarantine(name, f"needed recovery {len(held.recoveries)} times in this run")
+        return log
+
+    def quarantine(self, name: str, reason: str) -> None:
+        """Take the board out of the run: its remaining tests error with ``reason``."""
+        self.release(name)
+        self.unavailable[name] = f"board {name} quarantined: {reason}"
+
+    def _ladder(self, held: Allocated) -> Ladder:
+        spec = held.spec
+
+        def hard_reset_command() -> str:
+            values = {
+                "name": spec.name,
+                "port": held.url,
+                "serial_number": spec.serial_number or "",
+                "platform": spec.platform,
+            }
+            result = commands.run(spec.reset, values, HARD_RESET_SECONDS)
+            return f"ran {' '.join(result.argv)}"
+
+        def pulse_rts() -> str:
+            held.board.hard_reset_lines()
+            return "pulsed RTS"
+
+        def restart_emulator() -> str:
+            assert held.emulator is not None
+            held.board.close()
+            held.emulator.stop()
+            held.emulator.start()  # same port; the emulated flash starts empty
+            return "restarted the emulator"
+
+        def reconnect() -> None:
+            with contextlib.suppress(Exception):
+                held.board.close()
+            if spec.serial_number and not spec.port:
+                held.url = find_serial_number(spec.serial_number)
+            held.board = self._connect(spec, held.url)
+            if spec.deploy:
+                held.deployed = held.board.deploy(spec.deploy)
+
+        hard_reset = None
+        if spec.reset:
+            hard_reset = hard_reset_command
+        elif spec.rts_reset:
+            hard_reset = pulse_rts
+        elif held.emulator is not None:
+            hard_reset = restart_emulator
+        return Ladder(lambda: held.board, hard_reset, reconnect)
 
     def release(self, name: str) -> None:
         held = self.held.pop(name, None)

@@ -15,13 +15,16 @@ from typing import Protocol
 
 from . import literals
 from .deadline import Deadline
-from .errors import BoardTimeout, ProtocolError
+from .errors import BoardRebooted, BoardTimeout, ProtocolError
 from .transcript import Transcript, readable
 
 BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 SOFT_REBOOT = b"soft reboot\r\n"
 CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 RAW_PASTE_REQUEST = b"\x05A\x01"
+# Every MicroPython prints this when it boots to the friendly REPL; seen while a
+# program runs in the raw REPL, it means the board rebooted under it.
+REBOOTED = b'Type "help()" for more information.\r\n>>> '
 PARSER_OUT_OF_MEMORY = b"MemoryError: parser could not allocate enough memory"
 
 ENTER_ATTEMPTS = 4
@@ -90,10 +93,17 @@ class RawRepl:
             self._buf += data
         return bool(data)
 
-    def _read_until(self, marker: bytes, deadline: Deadline, what: str) -> bytes:
-        """Consume and return the buffer up to and including ``marker``."""
+    def _read_until(self, marker: bytes, deadline: Deadline, what: str, *, running: bool = False) -> bytes:
+        """Consume and return the buffer up to and including ``marker``.
+
+        ``running``: a program is running, so a boot banner means it rebooted.
+        """
         searched = 0
         while True:
+            if running and self._buf.endswith(REBOOTED):
+                output = bytes(self._buf)
+                self._buf.clear()
+                raise BoardRebooted(f"{self.label}: the board rebooted while running code", output)
             index = self._buf.find(marker, searched)
             if index >= 0:
                 end = index + len(marker)
@@ -173,6 +183,9 @@ class RawRepl:
         except BoardTimeout as exc:
             self.recover()
             raise BoardTimeout(f"{exc} (the board was interrupted and is usable again)", exc.output) from None
+        except BoardRebooted as exc:
+            self.recover()
+            raise BoardRebooted(f"{exc}; it printed: {readable(exc.output[-300:])!r}", exc.output) from None
 
     def _stage(self, source: bytes, deadline: Deadline) -> None:
         """Collect a long source on the board in pieces that each fit the window."""
@@ -199,8 +212,8 @@ class RawRepl:
         else:
             self._send_plain(source)
             self._expect_ok(deadline)
-        stdout = self._read_until(CTRL_D, deadline, "the end of the program's output")[:-1]
-        stderr = self._read_until(CTRL_D, deadline, "the end of the error output")[:-1]
+        stdout = self._read_until(CTRL_D, deadline, "the end of the program's output", running=True)[:-1]
+        stderr = self._read_until(CTRL_D, deadline, "the end of the error output", running=True)[:-1]
         self._read_until(b">", deadline, "the raw prompt")
         return ExecResult(stdout, stderr)
 

@@ -65,10 +65,12 @@ class BoardResults:
 
 
 def _property(report: pytest.TestReport, key: str) -> Any:
+    """The last value recorded under ``key`` (health can change during a test)."""
+    found = None
     for name, value in report.user_properties:
         if name == key:
-            return value
-    return None
+            found = value
+    return found
 
 
 class ResultsCollector:

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from . import health
 from .board import Board
+from .errors import BoardError, DeviceError
+from .health import RecoveryLog
 from .inventory import Farm
 from .pool import Allocated, BoardPool, BoardUnavailable
 from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION
@@ -34,6 +37,13 @@ class BoardUse:
     name: str
     board: Board
     mark: int
+    recovery: RecoveryLog | None = None
+
+
+def _board_trouble(call: pytest.CallInfo[None]) -> bool:
+    """Did the test fail because the board stopped working (not because its code raised)?"""
+    error = call.excinfo.value if call.excinfo else None
+    return isinstance(error, BoardError) and not isinstance(error, DeviceError)
 
 
 class FarmSession:
@@ -83,13 +93,47 @@ class FarmSession:
         try:
             held = self.pool.acquire(name)
         except BoardUnavailable as exc:
-            item.user_properties.append((INFO_PROPERTY, self._identity(name, None, f"unavailable: {exc}")))
+            self._note_health(item, name, None, str(exc))
             raise BoardUnavailable(str(exc)) from None  # the reason, without a long chain
-        item.user_properties.append((INFO_PROPERTY, self._identity(name, held, "ok")))
-        mark = held.board.transcript.mark()
-        item.stash[USED_KEY] = BoardUse(name, held.board, mark)
-        self._reset_if_due(held, item)
+        use = item.stash[USED_KEY] = BoardUse(name, held.board, held.board.transcript.mark())
+        try:
+            self._ready_for_test(held, item)
+        except BoardError as exc:
+            log = self.pool.recover(name)  # quarantines the board if this fails
+            use.recovery = log
+            if not log.recovered:
+                reason = self.pool.unavailable[name]
+                self._note_health(item, name, None, reason)
+                raise BoardUnavailable(f"{reason}\n{exc}\n{log.describe()}") from None
+            held = self.pool.held[name]
+            use.board, use.mark = held.board, held.board.transcript.mark()
+        held.board.timeout = self._timeout(item, held)
+        self._note_health(item, name, held, None)
         yield held.board
+
+    def _ready_for_test(self, held: Allocated, item: pytest.Item) -> None:
+        """The health check before each test: the soft reset if one is due, else a probe."""
+        if not self._reset_if_due(held, item):
+            health.probe(held.board)
+
+    def _timeout(self, item: pytest.Item, held: Allocated) -> float:
+        """Deadline for each device operation: command line, then marker, then farm.yaml."""
+        option = self.config.getoption("farm_timeout")
+        if option:
+            return float(option)
+        marker = item.get_closest_marker("board")
+        if marker and marker.kwargs.get("timeout"):
+            return float(marker.kwargs["timeout"])
+        return held.spec.timeout
+
+    def _note_health(self, item: pytest.Item, name: str, held: Allocated | None, problem: str | None) -> None:
+        if problem is not None:
+            status = problem.removeprefix(f"board {name} ")
+        elif held is not None and held.recoveries:
+            status = f"ok (recovered {len(held.recoveries)}x)"
+        else:
+            status = "ok"
+        item.user_properties.append((INFO_PROPERTY, self._identity(name, held, status)))
 
     def _identity(self, name: str, held: Allocated | None, health: str) -> dict[str, str]:
         """What reports say about the board: farm.yaml facts, then what it told us."""
@@ -103,7 +147,7 @@ class FarmSession:
         out.update({f"property.{k}": v for k, v in spec.properties.items()})
         return out
 
-    def _reset_if_due(self, held: Allocated, item: pytest.Item) -> None:
+    def _reset_if_due(self, held: Allocated, item: pytest.Item) -> bool:
         module = getattr(item, "module", None)
         module_name = getattr(module, "__name__", None)
         due = {
@@ -115,6 +159,7 @@ class FarmSession:
         held.last_module = module_name
         if due:
             held.board.soft_reset()
+        return due
 
     # -- reports ---------------------------------------------------------------
 
@@ -130,9 +175,27 @@ class FarmSession:
             text = use.board.transcript.text(use.mark)
             if text.strip():
                 report.sections.append((f"{SERIAL_SECTION} {use.name} ({call.when})", text))
+        if call.when == "call" and report.failed and _board_trouble(call):
+            self._recover_after(item, use, report)
         if call.when == "teardown" and self.log_dir is not None:
             self._write_log(item, use)
         return report
+
+    def _recover_after(self, item: pytest.Item, use: BoardUse, report: pytest.TestReport) -> None:
+        """The test failed because of the board: make sure it answers before the next test."""
+        held = self.pool.held.get(use.name)
+        if held is None:
+            return
+        try:
+            health.probe(held.board)
+            return
+        except BoardError:
+            pass
+        log = self.pool.recover(use.name)
+        use.recovery = log
+        report.sections.append((f"board recovery {use.name}", log.describe()))
+        self._note_health(item, use.name, self.pool.held.get(use.name), self.pool.unavailable.get(use.name))
+        report.user_properties.append(item.user_properties[-1])
 
     def _write_log(self, item: pytest.Item, use: BoardUse) -> None:
         """The test's whole serial transcript: <log dir>/<board>/<file>__<test>.log."""
