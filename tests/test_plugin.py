@@ -286,7 +286,7 @@ def test_locked_board_fails_its_tests_naming_the_holder(
     assert f"pid {os.getpid()}" in text and "another CI job" in text and "gave up after 0.5s" in text
 
 
-def _qemu_pids_on(port: str) -> list[int]:
+def qemu_pids_on(port: str) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -333,17 +333,17 @@ def test_hang(board):
         lines = dict(line.split() for line in started.read_text().splitlines())
         assert set(lines) == {"real", "sim"}
         emulator_port = lines["sim"].rsplit(":", 1)[1]
-        assert _qemu_pids_on(emulator_port)
+        assert qemu_pids_on(emulator_port)
         os.killpg(proc.pid, signal.SIGKILL)  # the run and its xdist workers, as a CI runner would
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     for _ in range(100):
-        if not _qemu_pids_on(emulator_port):
+        if not qemu_pids_on(emulator_port):
             break
         time.sleep(0.05)
-    assert not _qemu_pids_on(emulator_port), "the run's emulator outlived it"
+    assert not qemu_pids_on(emulator_port), "the run's emulator outlived it"
     lock = BoardLock(locks, shared_boards[0].url)
     lock.acquire(0.5)  # the next run gets the board at once
     lock.release()

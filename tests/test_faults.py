@@ -1,0 +1,461 @@
+"""Fault injection: real farms fail in real ways; the run carries on and says what happened.
+
+Each test runs pytest on a two-board farm: a *victim*, an emulator this test
+owns (so it can freeze, kill or flood it), and a *bystander*, an emulated board
+the run starts itself, whose tests must all pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_boardfarm import connect
+from pytest_boardfarm.emulator import MicrobitEmulator
+
+from .test_plugin import outcomes, run
+
+
+def all_qemu_pids() -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"qemu-system-arm" in f.read():
+                        found.add(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture
+def victim() -> Iterator[MicrobitEmulator]:
+    emulator = MicrobitEmulator().start()
+    yield emulator
+    emulator.stop()
+
+
+def farm(pytester: pytest.Pytester, tmp_path: Path, victim_url: str, extra: str = "") -> None:
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
+        f"  - {{name: victim, port: '{victim_url}', timeout: 2{extra}}}\n"
+        "  - {name: bystander, emulator: microbit}\n"
+    )
+
+
+def faulty_run(pytester: pytest.Pytester, suite: str, *args: str, limit: float = 60) -> tuple[pytest.RunResult, float]:
+    """Run the suite; check it ends in time and leaves no emulator of its own behind."""
+    pytester.makepyfile(test_suite=suite)
+    before = all_qemu_pids()
+    start = time.monotonic()
+    result = run(pytester, "--farm", "farm.yaml", *args)
+    took = time.monotonic() - start
+    assert took < limit, f"the run took {took:.1f}s"
+    for _ in range(50):
+        if all_qemu_pids() <= before:
+            break
+        time.sleep(0.1)
+    assert all_qemu_pids() <= before, "the run left an emulator behind"
+    return result, took
+
+
+BYSTANDER_TESTS = """
+def test_first(board):
+    assert board.eval("1 + 1") == 2
+
+def test_second(board):
+    assert board.eval("2 + 2") == 4
+"""
+
+
+def check_bystander(got: dict[str, str]) -> None:
+    assert got["test_suite.py::test_first[bystander]"] == "PASSED"
+    assert got["test_suite.py::test_second[bystander]"] == "PASSED"
+
+
+def test_endless_loop_is_stopped_by_the_test_deadline(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    suite = (
+        """
+import pytest
+
+@pytest.mark.board(name="victim", timeout=1)
+def test_endless(board):
+    board.exec("while True:\\n    pass")
+"""
+        + BYSTANDER_TESTS
+    )
+    result, took = faulty_run(pytester, suite, "-n", "2")
+    got = outcomes(result)
+    assert got["test_suite.py::test_endless[victim]"] == "FAILED"
+    assert got["test_suite.py::test_first[victim]"] == "PASSED"  # interrupted, and usable again
+    check_bystander(got)
+    assert "timed out after 1s" in result.stdout.str() and "interrupted and is usable again" in result.stdout.str()
+
+
+def test_command_line_deadline_overrides_the_marker(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    suite = """
+import pytest
+
+@pytest.mark.board(name="victim", timeout=30)
+def test_slow(board):
+    board.exec("import microbit\\nmicrobit.sleep(3000)")
+"""
+    result, took = faulty_run(pytester, suite, "--farm-timeout", "0.5")
+    assert outcomes(result)["test_suite.py::test_slow[victim]"] == "FAILED"
+    assert "timed out after 0.5s" in result.stdout.str()
+
+
+FROZEN_SUITE = (
+    """
+import os, signal, pytest
+
+@pytest.mark.board(name="victim")
+def test_freezes(board):
+    os.kill(int(os.environ["VICTIM_PID"]), signal.SIGSTOP)  # a hard-faulted MCU goes silent
+    board.exec("print('anyone there?')")
+
+@pytest.mark.board(name="victim")
+def test_after_the_freeze(board):
+    assert board.eval("3 * 3") == 9
+"""
+    + BYSTANDER_TESTS
+)
+
+
+def test_frozen_board_is_quarantined_and_the_farm_carries_on(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    monkeypatch.setenv("VICTIM_PID", str(victim.pid))
+    result, took = faulty_run(pytester, FROZEN_SUITE, "-n", "2", "--farm-junit", "junit.xml")
+    got = outcomes(result)
+    assert got["test_suite.py::test_freezes[victim]"] == "FAILED"
+    assert got["test_suite.py::test_after_the_freeze[victim]"] == "ERROR"
+    check_bystander(got)
+    out = result.stdout.str()
+    assert "recovery of victim:" in out
+    for step in ("interrupt: failed", "soft reset: failed", "reconnect: failed"):
+        assert step in out
+    assert "board victim quarantined: did not recover (interrupt; soft reset; reconnect tried)" in out
+    table = out.split("boardfarm: results per board")[1]
+    assert "quarantined" in next(line for line in table.splitlines() if line.startswith("victim"))
+
+
+def test_frozen_board_comes_back_with_its_reset_command(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The farm's hard-reset command: here it thaws the emulator; on a real farm, uhubctl power-cycles a port.
+    farm(pytester, tmp_path, victim.url, extra=f", reset: [kill, -CONT, '{victim.pid}']")
+    monkeypatch.setenv("VICTIM_PID", str(victim.pid))
+    result, took = faulty_run(pytester, FROZEN_SUITE)
+    got = outcomes(result)
+    assert got["test_suite.py::test_freezes[victim]"] == "FAILED"
+    assert got["test_suite.py::test_after_the_freeze[victim]"] == "PASSED"
+    check_bystander(got)
+    out = result.stdout.str()
+    assert f"hard reset: ok - ran kill -CONT {victim.pid}" in out
+    assert "ok (recovered 1x)" in out.split("boardfarm: results per board")[1]
+
+
+def test_board_that_disappears_is_quarantined(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    monkeypatch.setenv("VICTIM_PID", str(victim.pid))
+    suite = (
+        """
+import os, signal, pytest
+
+@pytest.mark.board(name="victim")
+def test_unplugged(board):
+    os.kill(int(os.environ["VICTIM_PID"]), signal.SIGKILL)  # the USB hub drops the port
+    board.exec("print('still there?')")
+
+@pytest.mark.board(name="victim")
+def test_later(board):
+    pass
+"""
+        + BYSTANDER_TESTS
+    )
+    result, took = faulty_run(pytester, suite, "-n", "2", limit=40)
+    got = outcomes(result)
+    assert got["test_suite.py::test_unplugged[victim]"] == "FAILED"
+    assert got["test_suite.py::test_later[victim]"] == "ERROR"
+    check_bystander(got)
+    assert "ConnectionLost" in result.stdout.str() and "board victim quarantined" in result.stdout.str()
+
+
+def test_emulated_board_that_disappears_comes_back(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    (pytester.path / "app").mkdir()
+    (pytester.path / "app" / "lib.py").write_text("VALUE = 7\n")
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path}}}\nboards:\n  - {{name: sim, emulator: microbit, deploy: app}}\n"
+    )
+    suite = """
+import os, signal
+from tests_helpers import kill_emulator_of
+
+def test_killed(board):
+    kill_emulator_of(board)
+    board.exec("print('hello?')")
+
+def test_back(board):
+    assert board.eval("__import__('lib').VALUE") == 7  # restarted, and the app deployed again
+"""
+    (pytester.path / "tests_helpers.py").write_text(
+        "import os, signal\n"
+        "def kill_emulator_of(board):\n"
+        "    port = board._transport.url.rsplit(':', 1)[1]\n"
+        "    for entry in os.listdir('/proc'):\n"
+        "        if entry.isdigit():\n"
+        "            try:\n"
+        "                cmd = open(f'/proc/{entry}/cmdline', 'rb').read()\n"
+        "            except OSError:\n"
+        "                continue\n"
+        "            if b'qemu-system-arm' in cmd and f'127.0.0.1:{port},'.encode() in cmd:\n"
+        "                os.kill(int(entry), signal.SIGKILL)\n"
+    )
+    result, took = faulty_run(pytester, suite)
+    got = outcomes(result)
+    assert got == {"test_suite.py::test_killed[sim]": "FAILED", "test_suite.py::test_back[sim]": "PASSED"}
+    assert "hard reset: ok - restarted the emulator" in result.stdout.str()
+
+
+def test_board_that_reboots_itself_mid_test(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    suite = (
+        """
+import pytest
+
+@pytest.mark.board(name="victim", timeout=10)
+def test_reboots(board):
+    board.exec("import microbit\\nprint('rebooting')\\nmicrobit.reset()")
+
+@pytest.mark.board(name="victim")
+def test_after_reboot(board):
+    assert board.eval("'fine'") == "fine"
+"""
+        + BYSTANDER_TESTS
+    )
+    result, took = faulty_run(pytester, suite, "-n", "2")
+    got = outcomes(result)
+    assert got["test_suite.py::test_reboots[victim]"] == "FAILED"
+    assert got["test_suite.py::test_after_reboot[victim]"] == "PASSED"
+    check_bystander(got)
+    out = result.stdout.str()
+    assert "BoardRebooted" in out and "the board rebooted while running code" in out
+    assert "timed out" not in out  # seen at once, not after the 10 s deadline
+
+
+def test_device_errors_in_fixture_setup(pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator) -> None:
+    farm(pytester, tmp_path, victim.url)
+    pytester.makeconftest(
+        """
+import pytest
+
+@pytest.fixture
+def big_buffer(board):
+    board.exec("buf = bytearray(20000)")
+
+@pytest.fixture
+def configured(board):
+    board.exec("raise ValueError('bad calibration %d' % 42)")
+"""
+    )
+    suite = """
+def test_needs_memory(big_buffer):
+    pass
+
+def test_needs_config(configured):
+    pass
+
+def test_plain(board):
+    assert board.eval("5") == 5
+"""
+    result, took = faulty_run(pytester, suite, "-n", "2")
+    got = outcomes(result)
+    for name in ("victim", "bystander"):
+        assert got[f"test_suite.py::test_needs_memory[{name}]"] == "ERROR"
+        assert got[f"test_suite.py::test_needs_config[{name}]"] == "ERROR"
+        assert got[f"test_suite.py::test_plain[{name}]"] == "PASSED"
+    out = result.stdout.str()
+    assert "MemoryError: memory allocation failed" in out
+    assert "ValueError: bad calibration 42" in out
+
+
+def test_busy_main_py_printing_at_boot(pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator) -> None:
+    with connect(victim.url) as board:
+        board.put(b"n = 0\nwhile True:\n    print('sensor', n)\n    n += 1\n", "main.py")
+    victim.hard_reset()
+    time.sleep(0.3)  # let main.py flood the line
+    farm(pytester, tmp_path, victim.url)
+    try:
+        result, took = faulty_run(pytester, BYSTANDER_TESTS, "-n", "2")
+    finally:
+        with connect(victim.url) as board:
+            board.remove("main.py")
+    got = outcomes(result)
+    assert (
+        got["test_suite.py::test_first[victim]"] == "PASSED" and got["test_suite.py::test_second[victim]"] == "PASSED"
+    )
+    check_bystander(got)
+
+
+class NoisyProxy:
+    """Relays a TCP serial port, first sending a burst of line noise to each client."""
+
+    NOISE = bytes(random.Random(7).randrange(256) for _ in range(300)) + b"\r\n>>> raw REPL; CTRL-B\x04\x04>OK"
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("socket://").split(":")
+        self.target = (host, int(port))
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            client.sendall(self.NOISE)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(4096):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_noise_on_the_line_before_the_banner(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    proxy = NoisyProxy(victim.url)
+    try:
+        farm(pytester, tmp_path, proxy.url)
+        result, took = faulty_run(pytester, BYSTANDER_TESTS, "-n", "2")
+    finally:
+        proxy.close()
+    got = outcomes(result)
+    assert (
+        got["test_suite.py::test_first[victim]"] == "PASSED" and got["test_suite.py::test_second[victim]"] == "PASSED"
+    )
+    check_bystander(got)
+
+
+def test_killed_run_then_the_next_run_gets_every_board(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    farm(pytester, tmp_path, victim.url)
+    started = tmp_path / "started"
+    pytester.makepyfile(
+        test_hang=f"""
+import time
+def test_hang(board):
+    open({str(started)!r}, "a").write(board.name + "\\n")
+    if board.name == "bystander":
+        time.sleep(60)
+"""
+    )
+    before = all_qemu_pids()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", "-n", "2", "test_hang.py"],
+        cwd=pytester.path, stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            if started.exists() and len(started.read_text().split()) == 2:
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    for _ in range(50):
+        if all_qemu_pids() <= before:
+            break
+        time.sleep(0.1)
+    assert all_qemu_pids() <= before
+    (pytester.path / "test_hang.py").unlink()
+    result, took = faulty_run(pytester, BYSTANDER_TESTS, "--farm-lock-timeout", "2")
+    got = outcomes(result)
+    assert all(v == "PASSED" for v in got.values()) and len(got) == 4
+
+
+def test_sigterm_ends_the_run_cleanly_with_partial_reports(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+
+    farm(pytester, tmp_path, victim.url)
+    started = tmp_path / "started"
+    pytester.makepyfile(
+        test_hang=f"""
+import time
+def test_a(board):
+    pass
+
+def test_hang(board):
+    open({str(started)!r}, "a").write(board.name + "\\n")
+    time.sleep(60)
+
+def test_never(board):
+    pass
+"""
+    )
+    before = all_qemu_pids()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", "--farm-junit", "junit.xml"],
+        cwd=pytester.path, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for _ in range(600):
+        if started.exists():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in out
+    assert all_qemu_pids() <= before
+    assert list((tmp_path / "locks").iterdir()) == []
+    suites = {s.get("name"): s for s in ET.parse(pytester.path / "junit.xml").getroot()}
+    names = {c.get("name") for s in suites.values() for c in s.findall("testcase")}
+    assert "test_a[victim]" in names and "test_never[bystander]" in names  # reported, even if never run
