@@ -10,9 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,12 +64,31 @@ def faulty_run(pytester: pytest.Pytester, suite: str, *args: str, limit: float =
     result = run(pytester, "--farm", "farm.yaml", *args)
     took = time.monotonic() - start
     assert took < limit, f"the run took {took:.1f}s"
+    assert_no_new_emulators(before)
+    return result, took
+
+
+def assert_no_new_emulators(before: set[int]) -> None:
+    """No emulator beyond those running before (allowing a moment for the kernel to reap)."""
     for _ in range(50):
         if all_qemu_pids() <= before:
             break
         time.sleep(0.1)
     assert all_qemu_pids() <= before, "the run left an emulator behind"
-    return result, took
+
+
+def start_run(
+    pytester: pytest.Pytester, started: Path, boards: int, *args: str, **popen: object
+) -> subprocess.Popen[str]:
+    """Start pytest in the background; return once ``boards`` tests wrote to ``started``."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", *args]
+    proc: subprocess.Popen[str] = subprocess.Popen(cmd, cwd=pytester.path, text=True, **popen)  # type: ignore[call-overload]
+    for _ in range(600):
+        if started.exists() and len(started.read_text().split()) >= boards:
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the run's tests never started")
 
 
 BYSTANDER_TESTS = """
@@ -376,10 +399,6 @@ def test_noise_on_the_line_before_the_banner(
 def test_killed_run_then_the_next_run_gets_every_board(
     pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
 ) -> None:
-    import signal
-    import subprocess
-    import sys
-
     farm(pytester, tmp_path, victim.url)
     started = tmp_path / "started"
     pytester.makepyfile(
@@ -392,25 +411,10 @@ def test_hang(board):
 """
     )
     before = all_qemu_pids()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", "-n", "2", "test_hang.py"],
-        cwd=pytester.path, stdout=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        for _ in range(600):
-            if started.exists() and len(started.read_text().split()) == 2:
-                break
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    for _ in range(50):
-        if all_qemu_pids() <= before:
-            break
-        time.sleep(0.1)
-    assert all_qemu_pids() <= before
+    proc = start_run(pytester, started, 2, "-n", "2", stdout=subprocess.DEVNULL, start_new_session=True)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers, as a CI runner would
+    proc.wait(timeout=10)
+    assert_no_new_emulators(before)
     (pytester.path / "test_hang.py").unlink()
     result, took = faulty_run(pytester, BYSTANDER_TESTS, "--farm-lock-timeout", "2")
     got = outcomes(result)
@@ -420,11 +424,6 @@ def test_hang(board):
 def test_sigterm_ends_the_run_cleanly_with_partial_reports(
     pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
 ) -> None:
-    import signal
-    import subprocess
-    import sys
-    import xml.etree.ElementTree as ET
-
     farm(pytester, tmp_path, victim.url)
     started = tmp_path / "started"
     pytester.makepyfile(
@@ -442,19 +441,12 @@ def test_never(board):
 """
     )
     before = all_qemu_pids()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", "--farm-junit", "junit.xml"],
-        cwd=pytester.path, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    for _ in range(600):
-        if started.exists():
-            break
-        time.sleep(0.1)
+    proc = start_run(pytester, started, 1, "--farm-junit", "junit.xml", stdout=subprocess.PIPE)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out  # pytest's "interrupted"
     assert "KeyboardInterrupt" in out
-    assert all_qemu_pids() <= before
+    assert_no_new_emulators(before)
     assert list((tmp_path / "locks").iterdir()) == []
     suites = {s.get("name"): s for s in ET.parse(pytester.path / "junit.xml").getroot()}
     names = {c.get("name") for s in suites.values() for c in s.findall("testcase")}
