@@ -11,6 +11,7 @@ from .errors import (
     UnsupportedOperation,
 )
 from .files import DeployResult, FileEntry
+from .pool import FarmBoard
 from .rawrepl import Pacing
 from .transcript import Transcript
 
@@ -23,6 +24,7 @@ __all__ = [
     "ConnectionLost",
     "DeployResult",
     "DeviceError",
+    "FarmBoard",
     "FileEntry",
     "Pacing",
     "ProtocolError",

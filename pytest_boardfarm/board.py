@@ -11,7 +11,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .deadline import Deadline
 from .errors import DeviceError
@@ -36,6 +36,9 @@ gc.collect()
 print(repr((sys.platform, _bf_v, _bf_u, gc.mem_free())))
 del _bf_v, _bf_u
 """
+
+
+B = TypeVar("B", bound="Board")
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,27 @@ class Board:
         return self.files.deploy(Path(local_dir), remote_dir)
 
     def __repr__(self) -> str:
-        return f"<Board {self.name}>"
+        return f"<{type(self).__name__} {self.name}>"
+
+    @classmethod
+    def open(
+        cls: type[B],
+        url: str,
+        *,
+        baudrate: int = 115200,
+        timeout: float = 10.0,
+        name: str | None = None,
+        pacing: Pacing | None = None,
+    ) -> B:
+        """Open a board at any pyserial URL and enter its raw REPL (``connect`` is this on Board)."""
+        transport = open_transport(url, baudrate=baudrate, write_timeout=timeout)
+        board = cls(transport, name=name or url, timeout=timeout, pacing=pacing)
+        try:
+            board.enter_raw_repl()
+        except BaseException:
+            transport.close()
+            raise
+        return board
 
 
 def connect(
@@ -164,11 +187,4 @@ def connect(
     pacing: Pacing | None = None,
 ) -> Board:
     """Open a board at any pyserial URL and enter its raw REPL."""
-    transport = open_transport(url, baudrate=baudrate, write_timeout=timeout)
-    board = Board(transport, name=name or url, timeout=timeout, pacing=pacing)
-    try:
-        board.enter_raw_repl()
-    except BaseException:
-        transport.close()
-        raise
-    return board
+    return Board.open(url, baudrate=baudrate, timeout=timeout, name=name, pacing=pacing)

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from .board import Board
 from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm
+from .pool import FarmBoard
 from .reporting import FarmReporter
 from .selection import Filters, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
@@ -148,8 +148,12 @@ def _stop_cleanly_on_sigterm(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def board(request: pytest.FixtureRequest) -> Iterator[Board]:
-    """A connected board at its raw REPL; the test runs once per matching farm board."""
+def board(request: pytest.FixtureRequest) -> Iterator[FarmBoard]:
+    """A connected board at its raw REPL; the test runs once per matching farm board.
+
+    Besides the board API it has its farm.yaml entry: ``spec``, ``platform``,
+    ``tags``, ``properties``.
+    """
     session = request.config.stash.get(SESSION_KEY, None)
     if session is None:
         raise pytest.UsageError(f"the 'board' fixture needs a farm: pass --farm farm.yaml or set {ENV_VAR}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from serial.tools import list_ports
 
 from . import commands
-from .board import Board, BoardInfo, connect
+from .board import Board, BoardInfo
 from .emulator import MicrobitEmulator
 from .errors import BoardError
 from .files import DeployResult
@@ -28,6 +28,24 @@ from .rawrepl import Pacing
 MAX_RECOVERIES = 3  # a board that needs more than this in one run is quarantined
 
 
+class FarmBoard(Board):
+    """A board from the farm: the board API, plus its farm.yaml entry."""
+
+    spec: BoardSpec
+
+    @property
+    def platform(self) -> str:
+        return self.spec.platform
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.spec.tags
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return self.spec.properties
+
+
 class BoardUnavailable(BoardError):
     """The board could not be allocated: missing, locked, silent, broken or quarantined."""
 
@@ -37,7 +55,7 @@ class Allocated:
     """A board this process holds, with what it learned while preparing it."""
 
     spec: BoardSpec
-    board: Board
+    board: FarmBoard
     url: str
     lock: BoardLock | None = None
     emulator: MicrobitEmulator | None = None
@@ -114,10 +132,11 @@ class BoardPool:
         return held
 
     @staticmethod
-    def _connect(spec: BoardSpec, url: str) -> Board:
-        return connect(
-            url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=Pacing(spec.write_window)
-        )
+    def _connect(spec: BoardSpec, url: str) -> FarmBoard:
+        pacing = Pacing(spec.write_window)
+        board = FarmBoard.open(url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=pacing)
+        board.spec = spec
+        return board
 
     # -- health ------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from .board import Board
 from .errors import BoardError, DeviceError
 from .health import RecoveryLog
 from .inventory import Farm
-from .pool import Allocated, BoardPool, BoardUnavailable
+from .pool import Allocated, BoardPool, BoardUnavailable, FarmBoard
 from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION
 from .selection import Filters, no_match_reason, selected_boards
 
@@ -87,7 +87,7 @@ class FarmSession:
 
     # -- the fixture -----------------------------------------------------------
 
-    def board_for(self, item: pytest.Item, name: str | None) -> Iterator[Board]:
+    def board_for(self, item: pytest.Item, name: str | None) -> Iterator[FarmBoard]:
         if name is None:
             pytest.skip("no matching board")
         try:

@@ -142,6 +142,27 @@ def test_command_line_narrows_the_farm(pytester: pytest.Pytester, farm: Path) ->
     assert outcomes(tagged) == {"test_suite.py::test_eval[sim-1]": "PASSED"}
 
 
+def test_board_knows_its_farm_entry(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path}}}\n"
+        "defaults: {properties: {lab: berlin}}\n"
+        "boards:\n  - {name: sim-1, emulator: microbit, tags: [fast, display], properties: {desk: 3}}\n"
+    )
+    pytester.makepyfile(
+        test_entry="""
+from pytest_boardfarm import FarmBoard
+
+def test_entry(board):
+    assert isinstance(board, FarmBoard)
+    assert board.name == "sim-1" and board.platform == "microbit"
+    assert board.tags == ("fast", "display")
+    assert board.properties == {"lab": "berlin", "desk": "3"}
+    assert board.spec.emulator == "microbit"
+"""
+    )
+    run(pytester, "--farm", "farm.yaml").assert_outcomes(passed=1)
+
+
 def test_unknown_board_on_the_command_line(pytester: pytest.Pytester, farm: Path) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = run(pytester, "--farm", str(farm), "--board", "sim-9")
