@@ -10,7 +10,6 @@ waiting again.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
 
 from serial.tools import list_ports
@@ -62,7 +61,6 @@ class Allocated:
     info: BoardInfo | None = None
     deployed: DeployResult | None = None
     last_module: str | None = None
-    setup_seconds: float = 0.0
     recoveries: list[RecoveryLog] = field(default_factory=list)
 
 
@@ -99,7 +97,6 @@ class BoardPool:
         return self.held[name]
 
     def _prepare(self, spec: BoardSpec) -> Allocated:
-        start = time.monotonic()
         lock = None
         emulator = None
         if not spec.emulator:  # an emulated board belongs to this run alone
@@ -128,7 +125,6 @@ class BoardPool:
             if lock:
                 lock.release()
             raise
-        held.setup_seconds = time.monotonic() - start
         return held
 
     @staticmethod

@@ -18,7 +18,6 @@ INFO_PROPERTY = "boardfarm.info"
 NO_BOARD = "(no board)"
 SERIAL_SECTION = "serial log"
 
-OUTCOMES = ("passed", "failed", "error", "skipped")
 NOT_RUN = "not run: the run ended before this test"
 
 

@@ -19,7 +19,6 @@ import pytest
 from . import health
 from .board import Board
 from .errors import BoardError, DeviceError
-from .health import RecoveryLog
 from .inventory import Farm
 from .pool import Allocated, BoardPool, BoardUnavailable, FarmBoard
 from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION
@@ -37,7 +36,6 @@ class BoardUse:
     name: str
     board: Board
     mark: int
-    recovery: RecoveryLog | None = None
 
 
 def _board_trouble(call: pytest.CallInfo[None]) -> bool:
@@ -100,7 +98,6 @@ class FarmSession:
             self._ready_for_test(held, item)
         except BoardError as exc:
             log = self.pool.recover(name)  # quarantines the board if this fails
-            use.recovery = log
             if not log.recovered:
                 reason = self.pool.unavailable[name]
                 self._note_health(item, name, None, reason)
@@ -192,7 +189,6 @@ class FarmSession:
         except BoardError:
             pass
         log = self.pool.recover(use.name)
-        use.recovery = log
         report.sections.append((f"board recovery {use.name}", log.describe()))
         self._note_health(item, use.name, self.pool.held.get(use.name), self.pool.unavailable.get(use.name))
         report.user_properties.append(item.user_properties[-1])
