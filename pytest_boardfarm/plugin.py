@@ -18,11 +18,11 @@ import pytest
 from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm
 from .pool import FarmBoard
 from .reporting import FarmReporter
+from .scheduling import BoardScheduling
 from .selection import Filters, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
 
 RESET_MODES = ("test", "module", "session", "never")
-LOADGROUP_KEY = "boardfarm_loadgroup"
 DEFAULT_LOG_DIR = "boardfarm-results/serial-logs"
 
 
@@ -98,10 +98,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return max(1, len(selected_boards(farm, command_line_filters(config))))
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """Tell each xdist worker whether to tag tests with their board group."""
-    node.workerinput[LOADGROUP_KEY] = node.config.getoption("dist") == "loadgroup"
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own DSession picks one
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardScheduling | None:
+    """With a farm, every test of a board runs on one worker, in order, whatever --dist says."""
+    farm = config.stash.get(FARM_KEY, None)
+    if farm is None:
+        return None
+    return BoardScheduling(config, log, farm.names)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -112,20 +115,12 @@ def pytest_configure(config: pytest.Config) -> None:
     farm = _load(config)
     if farm is None:
         return
-    # All tests of a board go to one worker, in order: xdist's loadgroup mode.
-    # Workers re-parse the command line, so they learn it from workerinput.
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:
-        if workerinput.get(LOADGROUP_KEY):
-            config.option.loadgroup = True
-    elif getattr(config.option, "numprocesses", None) and config.getoption("dist") in ("load", "no"):
-        config.option.dist = "loadgroup"
     _stop_cleanly_on_sigterm(config)
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
-    if workerinput is None:  # results are gathered where the reports end up
-        config.pluginmanager.register(FarmReporter(config), "boardfarm-reporter")
+    if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
+        config.pluginmanager.register(FarmReporter(config, farm.names), "boardfarm-reporter")
 
 
 def _stop_cleanly_on_sigterm(config: pytest.Config) -> None:

@@ -16,12 +16,14 @@ import pytest
 from .github import failure_annotations, markdown_summary
 from .junit import write_junit
 from .results import BOARD_PROPERTY, BoardResults, ResultsCollector
+from .scheduling import board_of
 
 
 class FarmReporter(ResultsCollector):
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, boards: list[str]) -> None:
         super().__init__()
         self.config = config
+        self.boards = boards
         junit = config.getoption("farm_junit")
         self.junit_path = Path(junit) if junit else None
         self._collected_from_workers = False
@@ -41,8 +43,9 @@ class FarmReporter(ResultsCollector):
             return
         self._collected_from_workers = True
         for nodeid in ids:
-            if "@" in nodeid:  # loadgroup: the group is the board
-                self.note_collected(nodeid, nodeid.rsplit("@", 1)[1])
+            board = board_of(nodeid, self.boards)
+            if board:
+                self.note_collected(nodeid, board)
 
     # -- the end of the run ----------------------------------------------------
 

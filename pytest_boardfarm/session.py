@@ -58,6 +58,7 @@ class FarmSession:
 
     # -- collection ------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)  # the board comes first in the test id (see scheduling.py)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "board" not in metafunc.fixturenames:
             return
@@ -72,7 +73,7 @@ class FarmSession:
             return
         metafunc.parametrize(
             "board",
-            [pytest.param(b.name, id=b.name, marks=pytest.mark.xdist_group(b.name)) for b in boards],
+            [pytest.param(b.name, id=b.name) for b in boards],
             indirect=True,
         )
 

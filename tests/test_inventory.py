@@ -112,3 +112,16 @@ def test_unknown_board_names_the_ones_that_exist() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(FarmConfigError, match="cannot read the farm inventory"):
         load_farm(tmp_path / "missing.yaml")
+
+
+def test_board_of_a_test_id() -> None:
+    from pytest_boardfarm.scheduling import board_of
+
+    boards = ["sim-1", "sim-10", "desk"]
+    assert board_of("t.py::test_x[sim-1]", boards) == "sim-1"
+    assert board_of("t.py::test_x[sim-10-3]", boards) == "sim-10"  # the longest name wins
+    assert board_of("t.py::test_x[sim-1-a-b]", boards) == "sim-1"
+    assert board_of("t.py::Test::test_x[desk]", boards) == "desk"
+    assert board_of("t.py::test_plain", boards) is None
+    assert board_of("t.py::test_x[no-board]", boards) is None
+    assert board_of("t.py::test_x[other-sim-1]", boards) is None
