@@ -1,0 +1,37 @@
+"""Farm commands: argument templates filled per argument, never run through a shell."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_boardfarm.commands import CommandError, render, run
+
+
+def test_each_argument_is_filled_on_its_own() -> None:
+    argv = render(["uhubctl", "-p", "{port}", "--label={name}"], {"port": "/dev/tty USB0", "name": "desk"})
+    assert argv == ["uhubctl", "-p", "/dev/tty USB0", "--label=desk"]
+
+
+def test_a_hostile_value_stays_one_argument(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    hostile = f"x; touch {marker}; echo $(touch {marker})"
+    result = run([sys.executable, "-c", "import sys; print(sys.argv[1:])", "{name}"], {"name": hostile}, timeout=10)
+    assert result.output == repr([hostile])
+    assert not marker.exists()
+
+
+def test_unknown_field_is_an_error_not_a_guess() -> None:
+    with pytest.raises(CommandError, match=r"unknown field \{prot\}.*known: port"):
+        render(["reset", "{prot}"], {"port": "/dev/ttyACM0"})
+
+
+def test_failures_and_timeouts_are_reported() -> None:
+    with pytest.raises(CommandError, match="exited with 3: boom"):
+        run([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], {}, timeout=10)
+    with pytest.raises(CommandError, match="did not finish within 0.5s"):
+        run([sys.executable, "-c", "import time; time.sleep(5)"], {}, timeout=0.5)
+    with pytest.raises(CommandError, match="command not found: no-such-flasher"):
+        run(["no-such-flasher", "{port}"], {"port": "p"}, timeout=5)
