@@ -122,7 +122,7 @@ class _Checker:
         return out
 
     def scalar(self, node: Node, key: str, kind: Callable[[Any], Any], label: str) -> Any:
-        value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else None
+        value = _scalar_value(node) if isinstance(node, yaml.ScalarNode) else None
         if value is None or isinstance(value, bool) and kind is not _boolean:
             self.problem(node, key, f"expected {label}, got {_kind(node)}")
             return None
@@ -136,6 +136,11 @@ class _Checker:
             return None
 
 
+def _scalar_value(node: Node) -> Any:
+    """A scalar node's value, as YAML's safe loader types it (int, float, bool, str...)."""
+    return yaml.safe_load(yaml.serialize(node))
+
+
 def _kind(node: Node) -> str:
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
@@ -143,7 +148,7 @@ def _kind(node: Node) -> str:
         return "a list"
     if node.tag.endswith(":null"):
         return "nothing"
-    return f"{yaml.safe_load(yaml.serialize(node))!r}"
+    return f"{_scalar_value(node)!r}"
 
 
 def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -197,7 +202,7 @@ def _properties(c: _Checker, node: Node, key: str) -> dict[str, str] | None:
         if not isinstance(value, yaml.ScalarNode):
             c.problem(value, f"{key}.{name}", f"expected a plain value, got {_kind(value)}")
             continue
-        out[name] = str(yaml.safe_load(yaml.serialize(value)))
+        out[name] = str(_scalar_value(value))
     return out
 
 

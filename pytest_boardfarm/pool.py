@@ -74,6 +74,13 @@ def find_serial_number(serial_number: str) -> str:
     raise BoardUnavailable(f"no USB serial device with serial number {serial_number!r}; present: {present}")
 
 
+def _port_for(spec: BoardSpec) -> str:
+    """Where a real board is now: its port, or the USB device with its serial number."""
+    if spec.serial_number and not spec.port:
+        return find_serial_number(spec.serial_number)
+    return spec.port or ""
+
+
 class BoardPool:
     def __init__(self, farm: Farm, *, lock_timeout: float = 60.0, run_id: str = "") -> None:
         self.farm = farm
@@ -106,10 +113,8 @@ class BoardPool:
             if spec.emulator:
                 emulator = MicrobitEmulator().start()
                 url = emulator.url
-            elif spec.serial_number and not spec.port:
-                url = find_serial_number(spec.serial_number)
             else:
-                url = spec.port or ""
+                url = _port_for(spec)
             board = self._connect(spec, url)
             held = Allocated(spec, board, url, lock, emulator)
             try:
@@ -179,8 +184,8 @@ class BoardPool:
         def reconnect() -> None:
             with contextlib.suppress(Exception):
                 held.board.close()
-            if spec.serial_number and not spec.port:
-                held.url = find_serial_number(spec.serial_number)
+            if held.emulator is None:  # a USB board may come back under another path
+                held.url = _port_for(spec)
             held.board = self._connect(spec, held.url)
             if spec.deploy:
                 held.deployed = held.board.deploy(spec.deploy)

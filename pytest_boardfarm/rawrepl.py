@@ -81,7 +81,7 @@ class RawRepl:
         self.transcript = transcript if transcript is not None else Transcript()
         self.pacing = pacing or Pacing()
         self.label = label
-        self.raw_paste: bool | None = None  # unknown until the first exec asks
+        self.raw_paste: bool | None = None  # settled by enter(), remembered for the connection
         self._buf = bytearray()
 
     # -- reading -----------------------------------------------------------------
