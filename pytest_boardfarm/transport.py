@@ -79,7 +79,7 @@ class SerialTransport:
             self._port.rts = rts
             self._port.open()
         except (serial.SerialException, ValueError, OSError) as exc:
-            raise ConnectionLost(f"cannot open {url}: {exc}") from exc
+            raise ConnectionLost(f"cannot open {url}: {exc}{support.hint(str(exc))}") from exc
         self._fd = _fileno(self._port)
         if self._fd is None:
             self._port.timeout = _POLL_SECONDS
@@ -140,13 +140,26 @@ class _SchemeSupport:
 
     exclusive: bool = False  # flock() on open: device paths only
     write_timeout: bool = True  # rfc2217:// raises NotImplementedError for one
+    hints: tuple[tuple[str, str], ...] = ()  # (words in pyserial's error, what to do about it)
+
+    def hint(self, error: str) -> str:
+        return "".join(f" ({advice})" for words, advice in self.hints if words in error)
 
 
 _SCHEMES = {
     "": _SchemeSupport(exclusive=True),  # a device path: /dev/ttyACM0
     "spy": _SchemeSupport(exclusive=True),  # a device path, logged
     "hwgrep": _SchemeSupport(exclusive=True),  # a device found by pattern
-    "rfc2217": _SchemeSupport(write_timeout=False),  # its socket's own timeout bounds writes
+    "rfc2217": _SchemeSupport(  # its socket's own timeout bounds writes
+        write_timeout=False,
+        hints=(
+            (
+                "option 'control'",
+                "the server did not confirm setting DTR/RTS; one that cannot, such as ser2net on a pty,"
+                " needs '?ign_set_control' at the end of the URL",
+            ),
+        ),
+    ),
 }
 
 

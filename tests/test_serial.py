@@ -9,6 +9,9 @@ what the transport does with DTR and RTS is checked on a recording port.
 from __future__ import annotations
 
 import re
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +25,8 @@ import serial.tools.list_ports
 
 from pytest_boardfarm import connect
 from pytest_boardfarm import pool as pool_module
-from pytest_boardfarm.emulator import MicrobitEmulator, check_installed
+from pytest_boardfarm.deadline import Deadline
+from pytest_boardfarm.emulator import MicrobitEmulator, _die_with_parent, check_installed, free_port
 from pytest_boardfarm.errors import ConnectionLost
 from pytest_boardfarm.inventory import BoardSpec, parse_farm
 from pytest_boardfarm.pool import BoardPool, BoardUnavailable
@@ -88,6 +92,68 @@ def test_a_held_port_cannot_be_opened_twice(relay: PtyRelay) -> None:
         assert first.eval("1 + 1") == 2  # the refused open did not disturb the holder
     with connect(relay.path, timeout=10) as second:
         assert second.eval("2 + 2") == 4
+
+
+# -- serial over IP: RFC 2217 ----------------------------------------------------
+
+
+@pytest.fixture
+def ser2net(relay: PtyRelay, tmp_path: Path) -> Iterator[str]:
+    """Debian's ser2net serving the board's tty over RFC 2217; yields the port's URL."""
+    binary = shutil.which("ser2net") or shutil.which("ser2net", path="/usr/sbin:/sbin")
+    if binary is None:
+        pytest.skip("ser2net is not installed (apt-get install ser2net; scripts/setup does)")
+    port = free_port()
+    config = tmp_path / "ser2net.yaml"
+    config.write_text(
+        "connection: &board\n"
+        f"  accepter: telnet(rfc2217),tcp,127.0.0.1,{port}\n"
+        f"  connector: serialdev,{relay.device},115200n81,local\n"
+    )
+    argv = [binary, "-n", "-u", "-P", str(tmp_path / "ser2net.pid"), "-c", str(config)]  # -u: no UUCP lock files
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    try:
+        deadline = Deadline(10)
+        while True:
+            assert proc.poll() is None, f"ser2net exited with {proc.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert not deadline.expired(), "ser2net did not listen within 10 s"
+                time.sleep(0.05)
+        yield f"rfc2217://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+RFC2217_WARNINGS = pytest.mark.filterwarnings("ignore:set(Daemon|Name)\\(\\) is deprecated:DeprecationWarning")
+
+
+@RFC2217_WARNINGS
+def test_board_over_rfc2217(ser2net: str) -> None:
+    # ser2net cannot set a pty's modem lines, so it never acknowledges the change: ign_set_control.
+    url = ser2net + "?ign_set_control"
+    data = bytes(range(256))
+    with connect(url, timeout=10) as board:
+        assert board.exec("print('over IP')") == "over IP\n"
+        board.put(data, "net.bin")
+        try:
+            assert board.get("net.bin") == data
+        finally:
+            board.remove("net.bin")
+        assert "soft reboot" in board.soft_reset()
+
+
+@RFC2217_WARNINGS
+def test_rfc2217_server_that_cannot_set_the_lines_gets_a_hint(ser2net: str) -> None:
+    with pytest.raises(ConnectionLost, match=r"cannot open rfc2217://.*needs '\?ign_set_control'"):
+        connect(ser2net, timeout=10)
 
 
 # -- DTR and RTS -----------------------------------------------------------------
