@@ -8,6 +8,7 @@ what the transport does with DTR and RTS is checked on a recording port.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -234,6 +235,16 @@ def test_real_pyserial_url_handlers_open_with_these_settings() -> None:
         transport.close()
 
 
+def test_reset_pulse_on_a_port_without_modem_lines_is_a_board_error(relay: PtyRelay) -> None:
+    """A pty (or a USB CDC port that refuses) has no lines: the ladder gets a BoardError, not an OSError."""
+    transport = SerialTransport(relay.path)
+    try:
+        with pytest.raises(ConnectionLost, match=f"{re.escape(relay.path)}: cannot set DTR/RTS"):
+            transport.pulse_reset(0)
+    finally:
+        transport.close()
+
+
 def test_farm_yaml_lines_reach_the_port(relay: PtyRelay, tmp_path: Path) -> None:
     farm = parse_farm(
         f"locks: {{dir: {tmp_path / 'locks'}}}\n"
@@ -292,8 +303,8 @@ import os, time
 
 def test_unplugged(board):
     open({trigger!r}, "w").close()
-    for _ in range(500):  # until the relay has unplugged the port
-        if not os.path.lexists({link!r}):
+    for _ in range(500):  # until the hub has unplugged the port
+        if not os.path.lexists({port!r}):
             break
         time.sleep(0.01)
     board.exec("print('still there?')")
@@ -302,67 +313,114 @@ def test_back(board):
     assert board.eval("6 * 7") == 42
 """
 
+# Stands in for udev in the run under test: the USB serial ports are what the hub lists.
+FAKE_UDEV = """
+import pathlib, types
+import serial.tools.list_ports
+
+def comports(include_links=False):
+    listing = pathlib.Path({listing!r})
+    lines = listing.read_text().splitlines() if listing.exists() else []
+    return [types.SimpleNamespace(device=d, serial_number=s) for d, s in (line.split() for line in lines)]
+
+serial.tools.list_ports.comports = comports
+"""
+
+
+class Hub:
+    """Plays a USB hub for a run: unplugs the board when its test asks, powers it up again
+    1.5 s after the farm's reset command ran (when ``comes_back``), and keeps the list of
+    USB serial ports (``listing``: device and serial number) up to date."""
+
+    def __init__(self, relay: PtyRelay, tmp_path: Path, *, comes_back: bool = True, serial_number: str = "") -> None:
+        self.relay = relay
+        self.comes_back = comes_back
+        self.serial_number = serial_number
+        self.trigger, self.cycled, self.listing = (tmp_path / n for n in ("unplug", "power-cycled", "ports"))
+        self._list()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _list(self) -> None:
+        present = self.relay.present and self.serial_number
+        self.listing.write_text(f"{self.relay.device} {self.serial_number}\n" if present else "")
+
+    def _wait_for(self, path: Path) -> bool:
+        while not self._done.is_set():
+            if path.exists():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        if not self._wait_for(self.trigger):
+            return
+        self.relay.vanish()
+        self._list()
+        if self.comes_back and self._wait_for(self.cycled):
+            time.sleep(1.5)  # re-enumerating
+            self.relay.come_back()
+            self._list()
+
+    def __enter__(self) -> Hub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+
+def unplug_run(pytester: pytest.Pytester, hub: Hub, tmp_path: Path, board: str, reset: bool = True) -> pytest.RunResult:
+    reset_command = f", reset: [touch, '{hub.cycled}']" if reset else ""
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: usb, {board}, timeout: 3{reset_command}}}\n"
+    )
+    pytester.makeconftest(FAKE_UDEV.format(listing=str(hub.listing)))
+    old_name = hub.relay.path if hub.relay.link else hub.relay.device
+    pytester.makepyfile(test_suite=UNPLUG_SUITE.format(trigger=str(hub.trigger), port=old_name))
+    with hub:
+        return run(pytester, "--farm", "farm.yaml")
+
 
 def test_unplugged_board_is_waited_for_after_its_hard_reset(
     pytester: pytest.Pytester, relay: PtyRelay, tmp_path: Path
 ) -> None:
     """The hub power cycle (the reset command) brings the port back 1.5 s later; recovery waits for it."""
-    trigger, cycled = tmp_path / "unplug", tmp_path / "power-cycled"
-    (pytester.path / "farm.yaml").write_text(
-        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
-        f"  - {{name: usb, port: '{relay.path}', timeout: 3, reset: [touch, '{cycled}']}}\n"
-    )
-    pytester.makepyfile(test_suite=UNPLUG_SUITE.format(trigger=str(trigger), link=relay.path))
-    done = threading.Event()
-
-    def hub() -> None:
-        while not done.is_set() and not trigger.exists():
-            time.sleep(0.01)
-        relay.vanish()
-        while not done.is_set() and not cycled.exists():
-            time.sleep(0.01)
-        if not done.is_set():
-            time.sleep(1.5)  # re-enumerating
-            relay.come_back()
-
-    watcher = threading.Thread(target=hub, daemon=True)
-    watcher.start()
-    try:
-        result = run(pytester, "--farm", "farm.yaml")
-    finally:
-        done.set()
-        watcher.join(timeout=10)
+    hub = Hub(relay, tmp_path)
+    result = unplug_run(pytester, hub, tmp_path, f"port: '{relay.path}'")
     got = outcomes(result)
     assert got == {"test_suite.py::test_unplugged[usb]": "FAILED", "test_suite.py::test_back[usb]": "PASSED"}
     out = result.stdout.str()
     assert "ConnectionLost" in out
-    assert f"hard reset: ok - ran touch {cycled}" in out
+    assert f"hard reset: ok - ran touch {hub.cycled}" in out
     assert "ok (recovered 1x)" in out.split("boardfarm: results per board")[1]
 
 
-def test_unplugged_board_that_never_comes_back_is_quarantined_naming_its_port(
-    pytester: pytest.Pytester, relay: PtyRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_unplugged_board_is_found_again_by_serial_number_under_a_new_name(
+    pytester: pytest.Pytester, board_emulator: MicrobitEmulator, tmp_path: Path
 ) -> None:
-    trigger = tmp_path / "unplug"
-    (pytester.path / "farm.yaml").write_text(
-        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: usb, port: '{relay.path}', timeout: 3}}\n"
-    )
-    pytester.makepyfile(test_suite=UNPLUG_SUITE.format(trigger=str(trigger), link=relay.path))
-    done = threading.Event()
+    with PtyRelay(board_emulator.url) as relay:  # no stable name: only the serial number finds it again
+        hub = Hub(relay, tmp_path, serial_number="E6614C")
+        first_device = relay.device
+        held = os.open(first_device, os.O_RDONLY | os.O_NOCTTY)  # so the board comes back under another name
+        try:
+            result = unplug_run(pytester, hub, tmp_path, "serial_number: E6614C")
+        finally:
+            os.close(held)
+        assert relay.device != first_device
+    got = outcomes(result)
+    assert got == {"test_suite.py::test_unplugged[usb]": "FAILED", "test_suite.py::test_back[usb]": "PASSED"}
+    assert f"hard reset: ok - ran touch {hub.cycled}" in result.stdout.str()
 
-    def unplug() -> None:
-        while not done.is_set() and not trigger.exists():
-            time.sleep(0.01)
-        relay.vanish()
 
-    watcher = threading.Thread(target=unplug, daemon=True)
-    watcher.start()
+def test_unplugged_board_that_never_comes_back_is_quarantined_naming_its_port(
+    pytester: pytest.Pytester, relay: PtyRelay, tmp_path: Path
+) -> None:
     start = time.monotonic()
-    try:
-        result = run(pytester, "--farm", "farm.yaml")
-    finally:
-        done.set()
-        watcher.join(timeout=10)
+    result = unplug_run(
+        pytester, Hub(relay, tmp_path, comes_back=False), tmp_path, f"port: '{relay.path}'", reset=False
+    )
     assert time.monotonic() - start < 60
     got = outcomes(result)
     assert got == {"test_suite.py::test_unplugged[usb]": "FAILED", "test_suite.py::test_back[usb]": "ERROR"}
