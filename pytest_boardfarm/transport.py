@@ -50,8 +50,10 @@ class SerialTransport:
     Both asserted is the default, as in mpremote: MicroPython's stm32 USB port
     sends nothing while DTR is low, TinyUSB ports drop pending output when it
     falls, and the usual ESP32 auto-reset circuit runs the chip with both
-    asserted. A device path is opened exclusively (``flock``), so two runs or a
-    terminal cannot share a board's port unnoticed.
+    asserted. A device path is opened with an exclusive ``flock`` (pyserial's
+    ``exclusive``), so a second open by anything that locks the port the same
+    way (another run, a pyserial program with ``exclusive=True``) fails instead
+    of sharing it unnoticed.
     """
 
     def __init__(
