@@ -119,7 +119,7 @@ class Board:
         self._repl.enter(self._deadline(timeout))
 
     def hard_reset_lines(self) -> None:
-        """Pulse RTS (wired to EN/RESET on most dev boards)."""
+        """Pulse RTS (wired to EN/RESET on most dev boards); the lines end as they were."""
         self._transport.pulse_reset()
 
     @property
@@ -166,9 +166,15 @@ class Board:
         timeout: float = 10.0,
         name: str | None = None,
         pacing: Pacing | None = None,
+        dtr: bool = True,
+        rts: bool = True,
     ) -> B:
-        """Open a board at any pyserial URL and enter its raw REPL (``connect`` is this on Board)."""
-        transport = open_transport(url, baudrate=baudrate, write_timeout=timeout)
+        """Open a board at any pyserial URL and enter its raw REPL (``connect`` is this on Board).
+
+        ``dtr`` / ``rts``: the modem lines' state while the port is open (both
+        asserted by default, as mpremote does).
+        """
+        transport = open_transport(url, baudrate=baudrate, write_timeout=timeout, dtr=dtr, rts=rts)
         board = cls(transport, name=name or url, timeout=timeout, pacing=pacing)
         try:
             board.enter_raw_repl()
@@ -185,6 +191,8 @@ def connect(
     timeout: float = 10.0,
     name: str | None = None,
     pacing: Pacing | None = None,
+    dtr: bool = True,
+    rts: bool = True,
 ) -> Board:
     """Open a board at any pyserial URL and enter its raw REPL."""
-    return Board.open(url, baudrate=baudrate, timeout=timeout, name=name, pacing=pacing)
+    return Board.open(url, baudrate=baudrate, timeout=timeout, name=name, pacing=pacing, dtr=dtr, rts=rts)

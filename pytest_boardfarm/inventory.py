@@ -36,6 +36,8 @@ class BoardSpec:
     reset: tuple[str, ...] = ()  # argument template, e.g. ("uhubctl", "-p", "{port}", "-a", "cycle")
     flash: tuple[str, ...] = ()
     rts_reset: bool = False  # hard reset by pulsing RTS (wired to EN/RESET on most dev boards)
+    dtr: bool = True  # the modem lines while the port is open: asserted, as mpremote holds them
+    rts: bool = True
     deploy: Path | None = None
     write_window: int = 48
     properties: dict[str, str] = field(default_factory=dict)
@@ -227,6 +229,8 @@ _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "reset": _command,
     "flash": _command,
     "rts_reset": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
+    "dtr": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
+    "rts": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "deploy": lambda c, n, k: c.scalar(n, k, str, "a directory path"),
     "write_window": lambda c, n, k: c.scalar(n, k, _positive(int), "a positive whole number of bytes"),
     "properties": _properties,

@@ -10,12 +10,15 @@ waiting again.
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from dataclasses import dataclass, field
 
 from serial.tools import list_ports
 
 from . import commands
 from .board import Board, BoardInfo
+from .deadline import Deadline
 from .emulator import MicrobitEmulator
 from .errors import BoardError
 from .files import DeployResult
@@ -25,6 +28,8 @@ from .locks import BoardLock, LockTimeout
 from .rawrepl import Pacing
 
 MAX_RECOVERIES = 3  # a board that needs more than this in one run is quarantined
+PORT_RETURN_SECONDS = 10.0  # how long reconnecting waits for a USB port to re-enumerate
+PORT_POLL_SECONDS = 0.1
 
 
 class FarmBoard(Board):
@@ -74,11 +79,32 @@ def find_serial_number(serial_number: str) -> str:
     raise BoardUnavailable(f"no USB serial device with serial number {serial_number!r}; present: {present}")
 
 
-def _port_for(spec: BoardSpec) -> str:
-    """Where a real board is now: its port, or the USB device with its serial number."""
+def _find_port(spec: BoardSpec) -> str:
     if spec.serial_number and not spec.port:
         return find_serial_number(spec.serial_number)
-    return spec.port or ""
+    port = spec.port or ""
+    if "://" not in port and not os.path.exists(port):
+        raise BoardUnavailable(f"no device at {port}")
+    return port
+
+
+def _port_for(spec: BoardSpec, wait: float = 0.0) -> str:
+    """Where a real board is now: its port, or the USB device with its serial number.
+
+    A USB board is gone for a second or more after a hub power cycle, so with
+    ``wait`` a missing device path or serial number is looked for again until
+    it is back or ``wait`` seconds have passed.
+    """
+    deadline = Deadline(wait)
+    while True:
+        try:
+            return _find_port(spec)
+        except BoardUnavailable as exc:
+            if deadline.expired():
+                if not wait:
+                    raise
+                raise BoardUnavailable(f"{exc} (waited {wait:g}s for it to come back)") from None
+        time.sleep(min(PORT_POLL_SECONDS, deadline.remaining()))
 
 
 class BoardPool:
@@ -135,7 +161,9 @@ class BoardPool:
     @staticmethod
     def _connect(spec: BoardSpec, url: str) -> FarmBoard:
         pacing = Pacing(spec.write_window)
-        board = FarmBoard.open(url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=pacing)
+        board = FarmBoard.open(
+            url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=pacing, dtr=spec.dtr, rts=spec.rts
+        )
         board.spec = spec
         return board
 
@@ -184,8 +212,8 @@ class BoardPool:
         def reconnect() -> None:
             with contextlib.suppress(Exception):
                 held.board.close()
-            if held.emulator is None:  # a USB board may come back under another path
-                held.url = _port_for(spec)
+            if held.emulator is None:  # a USB board comes back after a while, maybe under another path
+                held.url = _port_for(spec, PORT_RETURN_SECONDS)
             held.board = self._connect(spec, held.url)
             if spec.deploy:
                 held.deployed = held.board.deploy(spec.deploy)

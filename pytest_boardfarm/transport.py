@@ -7,7 +7,8 @@ everything already available, ``pulse_reset`` and ``close``.
 ``open_transport(url)`` picks the class by URL scheme, as pyserial picks its
 URL handlers: ``socket://`` gets :class:`SocketTransport` (TCP_NODELAY, so an
 exchange is not held ~40 ms by Nagle's algorithm, and no 0.3 s sleep on close
-as in pyserial's handler); every other URL goes to pyserial. Ports with a file
+as in pyserial's handler); every other URL goes to pyserial (see
+:class:`SerialTransport` for DTR/RTS and exclusive opening). Ports with a file
 descriptor wait in ``select()``; others (``rfc2217://``, ``loop://``) fall back
 to pyserial's own short read timeout.
 """
@@ -18,6 +19,7 @@ import contextlib
 import select
 import socket
 import time
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -42,20 +44,44 @@ class Transport(Protocol):
 
 
 class SerialTransport:
-    """A pyserial port opened from a URL (``/dev/ttyACM0``, ``socket://h:p``, ...)."""
+    """A pyserial port opened from a URL (``/dev/ttyACM0``, ``rfc2217://h:p``, ...).
 
-    def __init__(self, url: str, *, baudrate: int = 115200, write_timeout: float = 10.0) -> None:
+    DTR and RTS are held at ``dtr`` / ``rts`` from the moment the port opens.
+    Both asserted is the default, as in mpremote: MicroPython's stm32 USB port
+    sends nothing while DTR is low, TinyUSB ports drop pending output when it
+    falls, and the usual ESP32 auto-reset circuit runs the chip with both
+    asserted. A device path is opened with an exclusive ``flock`` (pyserial's
+    ``exclusive``), so a second open by anything that locks the port the same
+    way (another run, a pyserial program with ``exclusive=True``) fails instead
+    of sharing it unnoticed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int = 115200,
+        write_timeout: float = 10.0,
+        dtr: bool = True,
+        rts: bool = True,
+    ) -> None:
         self.url = url
+        self.dtr, self.rts = dtr, rts
+        support = _SCHEMES.get(_scheme(url), _SchemeSupport())
         try:
             self._port = serial.serial_for_url(
-                url, baudrate=baudrate, timeout=0, write_timeout=write_timeout, do_not_open=True
+                url,
+                baudrate=baudrate,
+                timeout=0,
+                write_timeout=write_timeout if support.write_timeout else None,
+                exclusive=True if support.exclusive else None,
+                do_not_open=True,
             )
-            # Boards that reset on DTR/RTS (many ESP32s) stay quiet if we hold both low.
-            self._port.dtr = False
-            self._port.rts = False
+            self._port.dtr = dtr  # pyserial sets the lines as it opens the port
+            self._port.rts = rts
             self._port.open()
         except (serial.SerialException, ValueError, OSError) as exc:
-            raise ConnectionLost(f"cannot open {url}: {exc}") from exc
+            raise ConnectionLost(f"cannot open {url}: {exc}{support.hint(str(exc))}") from exc
         self._fd = _fileno(self._port)
         if self._fd is None:
             self._port.timeout = _POLL_SECONDS
@@ -88,15 +114,59 @@ class SerialTransport:
             raise ConnectionLost(f"{self.url}: read failed: {exc}") from exc
 
     def pulse_reset(self, seconds: float = 0.1) -> None:
-        """Hard-reset a board wired the usual way (RTS to EN/RESET, DTR to BOOT)."""
-        self._port.dtr = False
-        self._port.rts = True
-        time.sleep(seconds)
-        self._port.rts = False
+        """Hard-reset a board wired the usual way (RTS to EN/RESET, DTR to BOOT).
+
+        RTS alone asserted holds the chip in reset; releasing it with DTR low
+        boots normally. The lines go back to their idle state only after
+        ``seconds`` more, once the boot pins have been sampled.
+        """
+        try:
+            self._port.dtr = False
+            self._port.rts = True
+            time.sleep(seconds)
+            self._port.rts = False
+            time.sleep(seconds)
+            self._port.dtr = self.dtr  # DTR first: RTS alone asserted would reset again
+            self._port.rts = self.rts
+        except (serial.SerialException, OSError) as exc:
+            raise ConnectionLost(f"{self.url}: cannot set DTR/RTS: {exc}") from exc
 
     def close(self) -> None:
         with contextlib.suppress(serial.SerialException, OSError):
             self._port.close()
+
+
+@dataclass(frozen=True)
+class _SchemeSupport:
+    """What a pyserial URL handler accepts beyond the basics."""
+
+    exclusive: bool = False  # flock() on open: device paths only
+    write_timeout: bool = True  # rfc2217:// raises NotImplementedError for one
+    hints: tuple[tuple[str, str], ...] = ()  # (words in pyserial's error, what to do about it)
+
+    def hint(self, error: str) -> str:
+        return "".join(f" ({advice})" for words, advice in self.hints if words in error)
+
+
+_SCHEMES = {
+    "": _SchemeSupport(exclusive=True),  # a device path: /dev/ttyACM0
+    "spy": _SchemeSupport(exclusive=True),  # a device path, logged
+    "hwgrep": _SchemeSupport(exclusive=True),  # a device found by pattern
+    "rfc2217": _SchemeSupport(  # its socket's own timeout bounds writes
+        write_timeout=False,
+        hints=(
+            (
+                "option 'control'",
+                "the server did not confirm setting DTR/RTS; one that cannot, such as ser2net on a pty,"
+                " needs '?ign_set_control' at the end of the URL",
+            ),
+        ),
+    ),
+}
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme if "://" in url else ""
 
 
 def _fileno(port: serial.SerialBase) -> int | None:
@@ -110,8 +180,16 @@ def _fileno(port: serial.SerialBase) -> int | None:
 class SocketTransport:
     """A raw TCP byte stream: ``socket://host:port`` (ser2net, QEMU, ESP-Link)."""
 
-    def __init__(self, url: str, *, baudrate: int = 115200, write_timeout: float = 10.0) -> None:
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int = 115200,
+        write_timeout: float = 10.0,
+        dtr: bool = True,
+        rts: bool = True,
+    ) -> None:
+        self.url = url  # baudrate, dtr and rts belong to whatever serves the socket
         parts = urlsplit(url)
         if not parts.hostname or not parts.port:
             raise ConnectionLost(f"cannot open {url}: expected socket://host:port")
@@ -153,8 +231,9 @@ class SocketTransport:
 _BY_SCHEME: dict[str, type[SocketTransport] | type[SerialTransport]] = {"socket": SocketTransport}
 
 
-def open_transport(url: str, *, baudrate: int = 115200, write_timeout: float = 10.0) -> Transport:
+def open_transport(
+    url: str, *, baudrate: int = 115200, write_timeout: float = 10.0, dtr: bool = True, rts: bool = True
+) -> Transport:
     """Open the right transport for ``url`` (see the module docstring)."""
-    scheme = urlsplit(url).scheme if "://" in url else ""
-    cls = _BY_SCHEME.get(scheme, SerialTransport)
-    return cls(url, baudrate=baudrate, write_timeout=write_timeout)
+    cls = _BY_SCHEME.get(_scheme(url), SerialTransport)
+    return cls(url, baudrate=baudrate, write_timeout=write_timeout, dtr=dtr, rts=rts)
