@@ -119,10 +119,7 @@ class Board:
 
     def interrupt(self, timeout: float | None = None) -> None:
         """Stop whatever runs (Ctrl-C) and return to an idle raw REPL."""
-        if timeout is None:
-            self._repl.recover()
-        else:
-            self._repl.recover(timeout)
+        self._repl.recover(self.timeout if timeout is None else timeout)
 
     @property
     def interrupt_failed(self) -> bool:

@@ -170,7 +170,8 @@ class RawRepl:
                 seen += exc.output
         self.interrupt_failed = not prompt_seen
         raise BoardTimeout(
-            f"{self.label}: could not enter the raw REPL within {deadline.seconds:g}s ({tries} tries); "
+            f"{self.label}: could not enter the raw REPL within {deadline.seconds:g}s "
+            f"({tries} {'try' if tries == 1 else 'tries'}); "
             f"the board printed: {readable(bytes(seen[-300:]))!r}",
             bytes(seen),
         )
