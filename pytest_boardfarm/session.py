@@ -113,11 +113,11 @@ class FarmSession:
     def _ready_for_test(self, held: Allocated, item: pytest.Item) -> None:
         """The health check before each test: the soft reset if one is due, else a probe.
 
-        It runs under the board's own deadline from farm.yaml, not the one the
-        previous test (or this one) set for its own operations: a test marked
-        ``timeout=0.001`` must not make a healthy board fail its next check.
+        It runs under this test's deadline, never less than the board's own from
+        farm.yaml: neither the previous test's deadline nor a test marked
+        ``timeout=0.001`` may make a healthy board fail its check.
         """
-        held.board.timeout = held.spec.timeout
+        held.board.timeout = max(self._timeout(item, held), held.spec.timeout)
         if not self._reset_if_due(held, item):
             health.probe(held.board)
 
