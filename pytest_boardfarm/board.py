@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .deadline import Deadline
-from .errors import DeviceError
+from .errors import BoardRebooted, DeviceError
 from .files import DeployResult, FileEntry, RemoteFiles, parse_value
 from .rawrepl import Pacing, RawRepl
 from .transcript import Transcript
@@ -90,7 +90,11 @@ class Board:
         """Run code on the board; return what it printed. Raises DeviceError on an exception."""
         __tracebackhide__ = True  # a failing test shows the device's traceback, not ours
         source = code.encode("utf-8") if isinstance(code, str) else code
-        result = self._repl.exec(source, self._deadline(timeout))
+        try:
+            result = self._repl.exec(source, self._deadline(timeout))
+        except BoardRebooted:
+            self.files.forget()  # the helpers it held in RAM are gone
+            raise
         stdout = result.stdout.decode("utf-8", "replace").replace("\r\n", "\n")
         if result.stderr:
             raise DeviceError(result.stderr.decode("utf-8", "replace").replace("\r\n", "\n"), stdout, self.name)
@@ -107,13 +111,20 @@ class Board:
 
     def soft_reset(self, timeout: float | None = None) -> str:
         """Soft reset through the raw REPL: clears RAM; main.py does not run."""
-        out = self._repl.soft_reset(self._deadline(timeout))
-        self.files.forget()
+        try:
+            out = self._repl.soft_reset(self._deadline(timeout))
+        finally:
+            self.files.forget()  # even a soft reset cut short may have cleared RAM
         return out.decode("utf-8", "replace")
 
-    def interrupt(self) -> None:
+    def interrupt(self, timeout: float | None = None) -> None:
         """Stop whatever runs (Ctrl-C) and return to an idle raw REPL."""
-        self._repl.recover()
+        self._repl.recover(self.timeout if timeout is None else timeout)
+
+    @property
+    def interrupt_failed(self) -> bool:
+        """The last interrupt did not bring the prompt back (until the board answers again)."""
+        return self._repl.interrupt_failed
 
     def enter_raw_repl(self, timeout: float | None = None) -> None:
         self._repl.enter(self._deadline(timeout))
@@ -174,14 +185,29 @@ class Board:
         ``dtr`` / ``rts``: the modem lines' state while the port is open (both
         asserted by default, as mpremote does).
         """
-        transport = open_transport(url, baudrate=baudrate, write_timeout=timeout, dtr=dtr, rts=rts)
-        board = cls(transport, name=name or url, timeout=timeout, pacing=pacing)
+        board = cls.attach(url, baudrate=baudrate, timeout=timeout, name=name, pacing=pacing, dtr=dtr, rts=rts)
         try:
             board.enter_raw_repl()
         except BaseException:
-            transport.close()
+            board._transport.close()
             raise
         return board
+
+    @classmethod
+    def attach(
+        cls: type[B],
+        url: str,
+        *,
+        baudrate: int = 115200,
+        timeout: float = 10.0,
+        name: str | None = None,
+        pacing: Pacing | None = None,
+        dtr: bool = True,
+        rts: bool = True,
+    ) -> B:
+        """Open the port only: for a caller that gets to the raw REPL itself (or recovers the board first)."""
+        transport = open_transport(url, baudrate=baudrate, write_timeout=timeout, dtr=dtr, rts=rts)
+        return cls(transport, name=name or url, timeout=timeout, pacing=pacing)
 
 
 def connect(

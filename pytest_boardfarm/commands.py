@@ -45,6 +45,8 @@ def run(template: Sequence[str], values: Mapping[str, str], timeout: float) -> C
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
         raise CommandError(f"command not found: {argv[0]}") from None
+    except OSError as exc:  # not executable, a directory, too many processes...
+        raise CommandError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired as exc:
         raise CommandError(f"{argv} did not finish within {timeout:g}s") from exc
     output = (done.stdout + done.stderr).strip()

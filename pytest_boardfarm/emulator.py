@@ -118,18 +118,30 @@ class MicrobitEmulator:
         raise EmulatorError(f"emulated micro:bit on {self.url} did not answer within {timeout:g}s")
 
     def start(self, timeout: float = 15.0) -> MicrobitEmulator:
+        """Start QEMU and wait for the board, retrying within ``timeout`` in all.
+
+        Whatever goes wrong (QEMU exits, its port was taken, the firmware never
+        answers), the process is stopped before the error leaves: a failed start
+        never leaves a QEMU behind.
+        """
+        deadline = Deadline(timeout)
         fixed_port = self.port is not None
+        error: BoardError | None = None
         for _ in range(START_ATTEMPTS):
             self.spawn()
             try:
-                self.wait_ready(timeout)
+                self.wait_ready(deadline.remaining())
                 return self
-            except EmulatorError:
+            except BoardError as exc:  # EmulatorError, or BoardTimeout/ConnectionLost from the raw REPL
+                error = exc
                 self.stop()
-                if fixed_port:
-                    raise
-                self.port = None  # someone took the port between our check and QEMU's bind
-        raise EmulatorError(f"could not start an emulated micro:bit: {self._stderr()}")
+            except BaseException:
+                self.stop()
+                raise
+            if fixed_port or deadline.expired():
+                break
+            self.port = None  # someone may have taken the port between our check and QEMU's bind
+        raise EmulatorError(f"could not start an emulated micro:bit within {timeout:g}s: {error}") from error
 
     def hard_reset(self) -> None:
         """Reset the emulated chip (RAM cleared, flash kept), like the RESET button."""
@@ -180,17 +192,18 @@ class MicrobitEmulator:
 
 def start_many(count: int, timeout: float = 30.0) -> list[MicrobitEmulator]:
     """Start ``count`` boards in parallel; all or none (started ones are stopped on error)."""
+    deadline = Deadline(timeout)
     boards = [MicrobitEmulator() for _ in range(count)]
     try:
         for board in boards:
             board.spawn()
         for board in boards:
             try:
-                board.wait_ready(timeout)
-            except EmulatorError:
+                board.wait_ready(deadline.remaining())
+            except BoardError:  # EmulatorError, or the raw REPL's BoardTimeout
                 board.stop()
                 board.port = None
-                board.start(timeout)
+                board.start(max(deadline.remaining(), 1.0))
     except BaseException:
         for board in boards:
             board.stop()

@@ -40,10 +40,14 @@ class ConnectionLost(BoardError):
 
 
 class BoardRebooted(BoardError):
-    """The board rebooted while running code (machine.reset(), a crash, a watchdog)."""
+    """The board rebooted while running code (machine.reset(), a crash, a watchdog, SystemExit).
 
-    def __init__(self, message: str, output: bytes = b"") -> None:
+    ``at_prompt``: the reboot left the board at an idle raw REPL prompt already.
+    """
+
+    def __init__(self, message: str, output: bytes = b"", *, at_prompt: bool = False) -> None:
         self.output = output
+        self.at_prompt = at_prompt
         super().__init__(message)
 
 

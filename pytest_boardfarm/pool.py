@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from serial.tools import list_ports
@@ -22,7 +23,7 @@ from .deadline import Deadline
 from .emulator import MicrobitEmulator
 from .errors import BoardError
 from .files import DeployResult
-from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog
+from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
 from .inventory import BoardSpec, Farm
 from .locks import BoardLock, LockTimeout
 from .rawrepl import Pacing
@@ -52,6 +53,10 @@ class FarmBoard(Board):
 
 class BoardUnavailable(BoardError):
     """The board could not be allocated: missing, locked, silent, broken or quarantined."""
+
+
+class Quarantined(BoardUnavailable):
+    """The board answered badly, and the recovery ladder could not bring it back."""
 
 
 @dataclass
@@ -125,7 +130,8 @@ class BoardPool:
         try:
             self.held[name] = self._prepare(spec)
         except (BoardError, LockTimeout, OSError) as exc:
-            self.unavailable[name] = f"board {name} unavailable: {exc}"
+            how = "quarantined" if isinstance(exc, Quarantined) else "unavailable"
+            self.unavailable[name] = f"board {name} {how}: {exc}"
             raise BoardUnavailable(self.unavailable[name]) from exc
         return self.held[name]
 
@@ -141,14 +147,11 @@ class BoardPool:
                 url = emulator.url
             else:
                 url = _port_for(spec)
-            board = self._connect(spec, url)
-            held = Allocated(spec, board, url, lock, emulator)
+            held = Allocated(spec, self._connect(spec, url, enter=False), url, lock, emulator)
             try:
-                held.info = board.info  # health check: answers, names its firmware
-                if spec.deploy:
-                    held.deployed = board.deploy(spec.deploy)
+                self._bring_up(held)
             except BaseException:
-                board.close()
+                held.board.close()
                 raise
         except BaseException:
             if emulator:
@@ -158,10 +161,34 @@ class BoardPool:
             raise
         return held
 
+    def _bring_up(self, held: Allocated) -> None:
+        """Get the board answering and naming its firmware, then deploy.
+
+        A board left in a bad state by an earlier run (a program that ignores
+        Ctrl-C, a heap full of garbage, a half-sent source) gets the same
+        recovery ladder as during a run, checked by asking for its info; if
+        that fails too, the board is quarantined with what was tried.
+        """
+        try:
+            held.board.enter_raw_repl()
+            held.info = held.board.info  # health check: answers, names its firmware
+        except BoardError as exc:
+
+            def check(board: Board) -> None:
+                held.info = board.info
+
+            log = self._ladder(held, check).climb(held.spec.name)
+            held.recoveries.append(log)
+            if not log.recovered:
+                raise Quarantined(f"{exc}; the recovery ladder did not bring it back\n{log.describe()}") from None
+        if held.spec.deploy:
+            held.deployed = held.board.deploy(held.spec.deploy)
+
     @staticmethod
-    def _connect(spec: BoardSpec, url: str) -> FarmBoard:
+    def _connect(spec: BoardSpec, url: str, *, enter: bool = True) -> FarmBoard:
         pacing = Pacing(spec.write_window)
-        board = FarmBoard.open(
+        opener = FarmBoard.open if enter else FarmBoard.attach
+        board = opener(
             url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=pacing, dtr=spec.dtr, rts=spec.rts
         )
         board.spec = spec
@@ -185,7 +212,7 @@ class BoardPool:
         self.release(name)
         self.unavailable[name] = f"board {name} quarantined: {reason}"
 
-    def _ladder(self, held: Allocated) -> Ladder:
+    def _ladder(self, held: Allocated, check: Callable[[Board], object] = probe) -> Ladder:
         spec = held.spec
 
         def hard_reset_command() -> str:
@@ -225,7 +252,7 @@ class BoardPool:
             hard_reset = pulse_rts
         elif held.emulator is not None:
             hard_reset = restart_emulator
-        return Ladder(lambda: held.board, hard_reset, reconnect)
+        return Ladder(lambda: held.board, hard_reset, reconnect, check)
 
     def release(self, name: str) -> None:
         held = self.held.pop(name, None)

@@ -27,11 +27,13 @@ RAW_PASTE_REQUEST = b"\x05A\x01"
 REBOOTED = b'Type "help()" for more information.\r\n>>> '
 PARSER_OUT_OF_MEMORY = b"MemoryError: parser could not allocate enough memory"
 
-ENTER_ATTEMPTS = 4
-ENTER_ATTEMPT_SECONDS = 1.5
+ENTER_ATTEMPT_SECONDS = 1.5  # one try of Ctrl-C, Ctrl-A; tries repeat until the caller's deadline
 QUIET_SECONDS = 0.02  # "the board has stopped talking" while draining at entry
 DRAIN_LIMIT_SECONDS = 0.3
-RECOVERY_SECONDS = 5.0
+# After a deadline passed, how long Ctrl-C may take to bring back the prompt. A
+# board that can be interrupted answers in milliseconds; one that cannot (some
+# ports ignore Ctrl-C) is handed to the recovery ladder instead of waiting on.
+INTERRUPT_SECONDS = 2.0
 
 
 class Transport(Protocol):
@@ -82,6 +84,9 @@ class RawRepl:
         self.pacing = pacing or Pacing()
         self.label = label
         self.raw_paste: bool | None = None  # settled by enter(), remembered for the connection
+        # True from a failed interrupt until the next successful enter(): the board
+        # ignored Ctrl-C, so asking again in this incident only wastes time.
+        self.interrupt_failed = False
         self._buf = bytearray()
 
     # -- reading -----------------------------------------------------------------
@@ -137,11 +142,16 @@ class RawRepl:
     # -- entering ----------------------------------------------------------------
 
     def enter(self, deadline: Deadline) -> None:
-        """Get to an idle raw REPL prompt from any state, or raise."""
+        """Get to an idle raw REPL prompt from any state, or raise at the caller's deadline.
+
+        Each try is bounded (a Ctrl-C can land while a board boots), and tries
+        repeat until ``deadline``: a loaded host or a slow boot needs only time.
+        """
         seen = bytearray()
-        for _ in range(ENTER_ATTEMPTS):
-            if deadline.expired():
-                break
+        tries = 0
+        prompt_seen = False
+        while tries == 0 or not deadline.expired():
+            tries += 1
             attempt = deadline.sooner(ENTER_ATTEMPT_SECONDS)
             self._transport.write(b"\r" + CTRL_C)
             self._drain(attempt)
@@ -150,14 +160,18 @@ class RawRepl:
             self._transport.write(b"\r" + CTRL_A)
             try:
                 self._read_until(BANNER, attempt, "the raw REPL banner")
+                prompt_seen = True  # it listens; what fails after this (e.g. a full heap) is not Ctrl-C's fault
                 self._sync(attempt)
                 if self.raw_paste is None:  # settle it now: long sources are staged without it
                     self._exec_once(b"pass", attempt)
+                self.interrupt_failed = False
                 return
             except BoardTimeout as exc:
                 seen += exc.output
+        self.interrupt_failed = not prompt_seen
         raise BoardTimeout(
-            f"{self.label}: could not enter the raw REPL after {ENTER_ATTEMPTS} attempts; "
+            f"{self.label}: could not enter the raw REPL within {deadline.seconds:g}s "
+            f"({tries} {'try' if tries == 1 else 'tries'}); "
             f"the board printed: {readable(bytes(seen[-300:]))!r}",
             bytes(seen),
         )
@@ -179,13 +193,28 @@ class RawRepl:
             if self.raw_paste is False and len(source) + 1 > self.pacing.window:
                 self._stage(source, deadline)
                 source = b"_bf_s=bytes(_bf_s)\nexec(_bf_s)"
-            return self._exec_parsed(source, deadline)
+            result = self._exec_parsed(source, deadline)
         except BoardTimeout as exc:
-            self.recover()
+            if not self._interrupted():
+                raise BoardTimeout(f"{exc} (Ctrl-C did not bring the board back)", exc.output) from None
             raise BoardTimeout(f"{exc} (the board was interrupted and is usable again)", exc.output) from None
         except BoardRebooted as exc:
+            if not exc.at_prompt:
+                self.recover()
+            message = f"{exc}; it printed: {readable(exc.output[-300:])!r}"
+            raise BoardRebooted(message, exc.output, at_prompt=True) from None
+        self.interrupt_failed = False  # it answered: whatever ignored Ctrl-C has ended
+        return result
+
+    def _interrupted(self) -> bool:
+        """After a deadline: did Ctrl-C bring back the prompt? (Not tried twice in one incident.)"""
+        if self.interrupt_failed:
+            return False
+        try:
             self.recover()
-            raise BoardRebooted(f"{exc}; it printed: {readable(exc.output[-300:])!r}", exc.output) from None
+        except BoardTimeout:
+            return False
+        return True
 
     def _stage(self, source: bytes, deadline: Deadline) -> None:
         """Collect a long source on the board in pieces that each fit the window."""
@@ -214,8 +243,24 @@ class RawRepl:
             self._expect_ok(deadline)
         stdout = self._read_until(CTRL_D, deadline, "the end of the program's output", running=True)[:-1]
         stderr = self._read_until(CTRL_D, deadline, "the end of the error output", running=True)[:-1]
-        self._read_until(b">", deadline, "the raw prompt")
+        prompt = self._read_until(b">", deadline, "the raw prompt")
+        if prompt != b">" and SOFT_REBOOT in prompt:
+            self._rebooted_at_exit(prompt, stdout, deadline)
         return ExecResult(stdout, stderr)
+
+    def _rebooted_at_exit(self, prompt: bytes, stdout: bytes, deadline: Deadline) -> None:
+        """The program ended with SystemExit and current firmware soft-rebooted in the raw REPL.
+
+        The reply then carries ``soft reboot`` and a fresh raw banner instead of
+        the bare prompt: the board is at an idle raw prompt, but its RAM is gone.
+        """
+        if not prompt.endswith(BANNER):  # boot.py printed a '>' of its own
+            prompt += self._read_until(BANNER, deadline, "the raw REPL banner after a soft reboot")
+        raise BoardRebooted(
+            f"{self.label}: the program ended with a soft reboot (SystemExit?); RAM was cleared",
+            stdout + prompt,
+            at_prompt=True,
+        )
 
     def _send_plain(self, source: bytes) -> None:
         self._transport.write(source + CTRL_D)
@@ -279,9 +324,14 @@ class RawRepl:
 
     # -- control -----------------------------------------------------------------
 
-    def recover(self) -> None:
-        """Interrupt whatever runs and return to an idle raw prompt."""
-        self.enter(Deadline(RECOVERY_SECONDS))
+    def recover(self, seconds: float = INTERRUPT_SECONDS) -> None:
+        """Interrupt whatever runs and return to an idle raw prompt, or raise.
+
+        A failure is remembered (``interrupt_failed``, set by ``enter``) so that a
+        timed-out exec and the recovery ladder go straight to heavier means
+        instead of sending the same Ctrl-C again.
+        """
+        self.enter(Deadline(seconds))
 
     def soft_reset(self, deadline: Deadline) -> bytes:
         """Ctrl-D at an empty raw prompt; returns what the board printed while rebooting."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -98,8 +99,8 @@ class FarmSession:
         try:
             self._ready_for_test(held, item)
         except BoardError as exc:
-            log = self.pool.recover(name)  # quarantines the board if this fails
-            if not log.recovered:
+            log = self.pool.recover(name)  # quarantines the board if this fails or happens too often
+            if name not in self.pool.held:
                 reason = self.pool.unavailable[name]
                 self._note_health(item, name, None, reason)
                 raise BoardUnavailable(f"{reason}\n{exc}\n{log.describe()}") from None
@@ -110,7 +111,13 @@ class FarmSession:
         yield held.board
 
     def _ready_for_test(self, held: Allocated, item: pytest.Item) -> None:
-        """The health check before each test: the soft reset if one is due, else a probe."""
+        """The health check before each test: the soft reset if one is due, else a probe.
+
+        It runs under this test's deadline, never less than the board's own from
+        farm.yaml: neither the previous test's deadline nor a test marked
+        ``timeout=0.001`` may make a healthy board fail its check.
+        """
+        held.board.timeout = max(self._timeout(item, held), held.spec.timeout)
         if not self._reset_if_due(held, item):
             health.probe(held.board)
 
@@ -184,12 +191,15 @@ class FarmSession:
         held = self.pool.held.get(use.name)
         if held is None:
             return
-        try:
-            health.probe(held.board)
-            return
-        except BoardError:
-            pass
+        started = time.monotonic()
+        if not held.board.interrupt_failed:  # a board that ignored Ctrl-C would only time out again
+            try:
+                health.probe(held.board)
+                return
+            except BoardError:
+                pass
         log = self.pool.recover(use.name)
+        report.duration += time.monotonic() - started  # recovering is part of what this test cost
         report.sections.append((f"board recovery {use.name}", log.describe()))
         self._note_health(item, use.name, self.pool.held.get(use.name), self.pool.unavailable.get(use.name))
         report.user_properties.append(item.user_properties[-1])

@@ -19,12 +19,17 @@ class FakeDevice:
 
     ``paste`` is "yes" (raw-paste with a window of ``window`` bytes), "refuse"
     (answers R\\x00 then >) or "old" (restarts the raw REPL, like 1.9.2).
+    ``exit_reboots``: a program ending in SystemExit soft-reboots the board, as
+    current firmware does in the raw REPL (the micro:bit's 1.9.2 just returns).
     """
 
     url = "fake://device"
 
-    def __init__(self, paste: str = "yes", window: int = 32, parse_failures: int = 0) -> None:
+    def __init__(
+        self, paste: str = "yes", window: int = 32, parse_failures: int = 0, exit_reboots: bool = False
+    ) -> None:
         self.paste = paste
+        self.exit_reboots = exit_reboots
         self.parse_failures = parse_failures  # answer this many execs with a parser MemoryError
         self.window = window
         self.out = bytearray()
@@ -117,6 +122,12 @@ class FakeDevice:
         with contextlib.redirect_stdout(stdout):
             try:
                 exec(source.decode().replace("import gc\ngc.collect()", "pass"), self.namespace)
+            except SystemExit:
+                if self.exit_reboots:  # pyexec: EOF, EOF, then a soft reset back into the raw REPL
+                    self.namespace.clear()
+                    self.out += stdout.getvalue().replace("\n", "\r\n").encode() + b"\x04\x04"
+                    self.out += b"MPY: soft reboot\r\n" + BANNER
+                    return
             except Exception as exc:
                 err = f"Traceback (most recent call last):\r\n{type(exc).__name__}: {exc}\r\n".encode()
         self.out += stdout.getvalue().replace("\n", "\r\n").encode() + b"\x04" + err + b"\x04>"

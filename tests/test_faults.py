@@ -25,20 +25,8 @@ import pytest
 from pytest_boardfarm import connect
 from pytest_boardfarm.emulator import MicrobitEmulator
 
+from .procs import assert_no_emulators, marked
 from .test_plugin import outcomes, run
-
-
-def all_qemu_pids() -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"qemu-system-arm" in f.read():
-                        found.add(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.fixture
@@ -59,22 +47,13 @@ def farm(pytester: pytest.Pytester, tmp_path: Path, victim_url: str, extra: str 
 def faulty_run(pytester: pytest.Pytester, suite: str, *args: str, limit: float = 60) -> tuple[pytest.RunResult, float]:
     """Run the suite; check it ends in time and leaves no emulator of its own behind."""
     pytester.makepyfile(test_suite=suite)
-    before = all_qemu_pids()
-    start = time.monotonic()
-    result = run(pytester, "--farm", "farm.yaml", *args)
-    took = time.monotonic() - start
+    with marked() as mark:
+        start = time.monotonic()
+        result = run(pytester, "--farm", "farm.yaml", *args)
+        took = time.monotonic() - start
     assert took < limit, f"the run took {took:.1f}s"
-    assert_no_new_emulators(before)
+    assert_no_emulators(mark)
     return result, took
-
-
-def assert_no_new_emulators(before: set[int]) -> None:
-    """No emulator beyond those running before (allowing a moment for the kernel to reap)."""
-    for _ in range(50):
-        if all_qemu_pids() <= before:
-            break
-        time.sleep(0.1)
-    assert all_qemu_pids() <= before, "the run left an emulator behind"
 
 
 def start_run(
@@ -410,11 +389,11 @@ def test_hang(board):
         time.sleep(60)
 """
     )
-    before = all_qemu_pids()
-    proc = start_run(pytester, started, 2, "-n", "2", stdout=subprocess.DEVNULL, start_new_session=True)
+    with marked() as mark:
+        proc = start_run(pytester, started, 2, "-n", "2", stdout=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers, as a CI runner would
     proc.wait(timeout=10)
-    assert_no_new_emulators(before)
+    assert_no_emulators(mark)
     (pytester.path / "test_hang.py").unlink()
     result, took = faulty_run(pytester, BYSTANDER_TESTS, "--farm-lock-timeout", "2")
     got = outcomes(result)
@@ -440,13 +419,13 @@ def test_never(board):
     pass
 """
     )
-    before = all_qemu_pids()
-    proc = start_run(pytester, started, 1, "--farm-junit", "junit.xml", stdout=subprocess.PIPE)
+    with marked() as mark:
+        proc = start_run(pytester, started, 1, "--farm-junit", "junit.xml", stdout=subprocess.PIPE)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out  # pytest's "interrupted"
     assert "KeyboardInterrupt" in out
-    assert_no_new_emulators(before)
+    assert_no_emulators(mark)
     assert list((tmp_path / "locks").iterdir()) == []
     suites = {s.get("name"): s for s in ET.parse(pytester.path / "junit.xml").getroot()}
     names = {c.get("name") for s in suites.values() for c in s.findall("testcase")}

@@ -234,7 +234,7 @@ def test_silent_board_errors_its_tests_and_the_rest_runs(pytester: pytest.Pytest
     for name in ("silent", "gone"):
         assert got[f"test_a.py::test_a[{name}]"] == "ERROR" and got[f"test_a.py::test_b[{name}]"] == "ERROR"
     text = result.stdout.str()
-    assert "board silent unavailable" in text and "could not enter the raw REPL" in text
+    assert "board silent quarantined" in text and "could not enter the raw REPL" in text  # after the ladder
     assert "board gone unavailable" in text and "cannot open" in text
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_boardfarm.deadline import Deadline
-from pytest_boardfarm.errors import BoardTimeout, exception_name
+from pytest_boardfarm.errors import BoardRebooted, BoardTimeout, exception_name
 from pytest_boardfarm.rawrepl import Pacing, RawRepl
 
 from .fakes import FakeDevice
@@ -124,3 +124,23 @@ def test_board_reports_a_parser_failure_that_persists() -> None:
     device.parse_failures = 2
     with pytest.raises(DeviceError, match="parser could not allocate"):
         board.exec("print('x')")
+
+
+@pytest.mark.parametrize("paste", ["yes", "old"])
+def test_soft_reboot_at_system_exit_is_seen(paste: str) -> None:
+    # Current firmware (not the emulated 1.9.2, which just returns) soft-reboots when a
+    # program run from the raw REPL ends with SystemExit; RAM is gone afterwards.
+    device = FakeDevice(paste=paste, exit_reboots=True)
+    repl = repl_for(device)
+    repl.exec(b"kept = 1", Deadline(2))
+    with pytest.raises(BoardRebooted, match="soft reboot") as caught:
+        repl.exec(b"import sys\nprint('bye')\nsys.exit()", Deadline(2))
+    assert caught.value.at_prompt
+    assert repl.exec(b"print('again')", Deadline(2)).stdout == b"again\r\n"  # at the raw prompt, in step
+    assert b"NameError" in repl.exec(b"kept", Deadline(2)).stderr
+
+
+def test_system_exit_without_a_reboot_returns_normally() -> None:
+    device = FakeDevice(paste="old", exit_reboots=False)  # as the micro:bit's 1.9.2 answers
+    repl = repl_for(device)
+    assert repl.exec(b"import sys\nprint('bye')\nsys.exit()", Deadline(2)).stdout == b"bye\r\n"

@@ -1,0 +1,59 @@
+"""Which emulators did *this* test start? Other work may run QEMU on the same machine.
+
+A test marks the environment of what it starts with a fresh token; QEMU inherits
+the environment, so its processes are found by the token in /proc/<pid>/environ,
+even after their parent died and they were reparented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+MARK = "BOARDFARM_TEST_RUN"
+
+
+def marked_qemu_pids(mark: str) -> set[int]:
+    """Live qemu-system-arm processes whose environment carries ``mark``."""
+    needle = f"\0{MARK}={mark}\0".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"qemu-system-arm" not in f.read():
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in b"\0" + f.read() + b"\0":
+                    found.add(int(entry))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+@contextlib.contextmanager
+def marked() -> Iterator[str]:
+    """Mark what is started inside (this process's environment is inherited) with a fresh token."""
+    mark = uuid.uuid4().hex
+    previous = os.environ.get(MARK)
+    os.environ[MARK] = mark
+    try:
+        yield mark
+    finally:
+        if previous is None:
+            del os.environ[MARK]
+        else:
+            os.environ[MARK] = previous
+
+
+def assert_no_emulators(mark: str) -> None:
+    """No emulator carrying ``mark`` is left (allowing a moment for the kernel to reap)."""
+    for _ in range(50):
+        if not marked_qemu_pids(mark):
+            return
+        time.sleep(0.1)
+    assert not marked_qemu_pids(mark), "an emulator was left behind"
