@@ -216,10 +216,27 @@ def billion_laughs(levels: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
+def problems_in_a_child(text: str, deadline: float = 60) -> list[str]:
+    """problems(text), in a child process with a deadline, for input that could hang a wrong loader."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\nfrom pathlib import Path\n"
+        "from pytest_boardfarm.inventory import FarmConfigError, parse_farm\n"
+        "try:\n    parse_farm(sys.stdin.read(), 'farm.yaml', Path('/farm'))\n"
+        "except FarmConfigError as exc:\n    print(json.dumps(exc.problems))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=deadline)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
 def test_an_alias_bomb_costs_its_size_not_its_expansion() -> None:
     bomb = billion_laughs()
     text = bomb + "boards:\n  - {name: x, port: p, tags: *l9, properties: {k: *l9}}\n  - *l9\n"
-    found = problems(text)  # 9**9 (387 million) strings if anything expanded it: this would not return
+    found = problems_in_a_child(text)  # 9**9 (387 million) strings if anything expanded it
     assert "farm.yaml:1: l0: unknown key" in found[0]
     assert any("boards[0].tags[0]: expected a string, got a list" in p for p in found)
     assert any("boards[1]: expected a mapping, got a list" in p for p in found)
