@@ -139,7 +139,11 @@ class _Loader(yaml.SafeLoader):
 
 def _compose(text: str, filename: str) -> Node | None:
     """The document's node tree; anchors stay shared nodes, never copies."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # checks the characters first
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, exc.position) + 1
+        raise FarmConfigError([f"{filename}:{at}: not valid YAML: {exc.reason} {chr(exc.character)!r}"]) from None
     try:
         return loader.get_single_node()
     except _TooDeep as exc:

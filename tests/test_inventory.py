@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytest_boardfarm.inventory import NAME_RULE, FarmConfigError, UnknownBoard, load_farm, parse_farm
 
@@ -408,3 +410,38 @@ def test_two_entries_for_one_port_or_serial_number(tmp_path: Path) -> None:
         f"farm.yaml:7: boards[5].port: same device as board 'e' ({device}) (first at farm.yaml:6)",
         "farm.yaml:9: boards[7].port: same port as board 'g' (first at farm.yaml:8)",
     ]
+
+
+def test_a_control_character_is_refused_with_its_line() -> None:
+    assert problems("boards:\n  - name: a\x1f\n") == [
+        "farm.yaml:2: not valid YAML: special characters are not allowed '\\x1f'"
+    ]
+
+
+_SCALARS = st.sampled_from(
+    ["x", "1", "1.5", ".inf", ".nan", "true", "~", "'{port}'", "'{x}'", "'{port!r}'", "!evil x", "=", "2024-13-45"]
+    + ["1e308", "'..'", "/", "no-board", "&a x", "*a", "'a b'", "sim-1", "microbit", "[]", "{}", '"\\0"']
+)
+_KEYS = st.sampled_from(["name", "port", "emulator", "serial_number", "tags", "baudrate", "timeout", "reset"])
+_KEYS |= st.sampled_from(["flash", "rts_reset", "write_window", "properties", "boards", "defaults", "locks", "<<"])
+
+
+def _yamlish(depth: int) -> st.SearchStrategy[str]:
+    if depth == 0:
+        return _SCALARS
+    inner = _yamlish(depth - 1)
+    return st.one_of(
+        _SCALARS,
+        st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
+        st.lists(st.tuples(_KEYS, inner), max_size=5).map(lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"),
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(_yamlish(4), st.text(max_size=100)))
+def test_any_text_is_a_farm_or_a_list_of_problems(text: str) -> None:
+    """Never a traceback: whatever the file holds, the answer is a Farm or FarmConfigError."""
+    try:
+        parse_farm(text, "farm.yaml", Path("/farm"))
+    except FarmConfigError as exc:
+        assert exc.problems and all(p.startswith("farm.yaml") for p in exc.problems)
