@@ -233,12 +233,12 @@ class _Checker:
             self.problem(node, key, f"expected {label}, got {_kind(node)}")
             return None
         if kind is str and not isinstance(value, str):
-            self.problem(node, key, f"expected {label}, got {type(value).__name__} {_short(value)}")
+            self.problem(node, key, f"expected {label}, got {type(value).__name__} {short_repr(value)}")
             return None
         try:
             return kind(value)
-        except (TypeError, ValueError, OverflowError):
-            self.problem(node, key, f"expected {label}, got {_short(value)}")
+        except (TypeError, ValueError):
+            self.problem(node, key, f"expected {label}, got {short_repr(value)}")
             return None
 
 
@@ -256,7 +256,8 @@ def _scalar_value(node: Node) -> Any:
         return node.value
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """repr() cut to a length a message can show."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
 
@@ -268,7 +269,7 @@ def _kind(node: Node) -> str:
         return "a list"
     if node.tag.endswith(":null"):
         return "nothing"
-    return _short(_scalar_value(node))
+    return short_repr(_scalar_value(node))
 
 
 def _whole(low: int, high: int) -> Callable[[Any], int]:
@@ -288,7 +289,10 @@ def seconds(value: Any, *, zero_ok: bool = False) -> float:
     """A duration: a finite number of seconds, more than 0 (or 0 when zero_ok), at most a day."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(value)
-    number = float(value)  # OverflowError for a huge int: callers treat it as ValueError
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float
+        raise ValueError(value) from None
     if not (math.isfinite(number) and (number >= 0 if zero_ok else number > 0) and number <= MAX_SECONDS):
         raise ValueError(value)
     return number
@@ -589,14 +593,18 @@ def _read_text(path: Path) -> str:
     def refuse(message: str) -> FarmConfigError:
         return FarmConfigError([f"{path}: {message}"])
 
+    def not_regular(mode: int) -> FarmConfigError:
+        return refuse(f"not a regular file ({_file_kind(mode)}); give the path of a farm.yaml")
+
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # checked before opening: opening a tty can reset a board
-            raise refuse(f"not a regular file ({_file_kind(os.stat(path).st_mode)}); give the path of a farm.yaml")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # checked before opening: opening a tty can reset a board
+            raise not_regular(mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO swapped in cannot block
         with os.fdopen(fd, "rb") as file:
             mode = os.fstat(file.fileno()).st_mode
             if not stat.S_ISREG(mode):  # replaced since the check
-                raise refuse(f"not a regular file ({_file_kind(mode)}); give the path of a farm.yaml")
+                raise not_regular(mode)
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise refuse(f"cannot read the farm inventory: {exc.strerror or exc}") from None

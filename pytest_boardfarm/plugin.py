@@ -69,7 +69,7 @@ def _seconds_option(*, zero_ok: bool) -> Callable[[str], float]:
     def convert(text: str) -> float:
         try:
             return seconds(text, zero_ok=zero_ok)
-        except (ValueError, OverflowError):
+        except ValueError:
             raise argparse.ArgumentTypeError(f"expected {seconds_rule(zero_ok=zero_ok)}, got {text!r}") from None
 
     convert.__name__ = "seconds"  # argparse names the type in some messages
