@@ -20,7 +20,7 @@ from typing import Any
 import firmware_helpers
 
 from . import literals
-from .errors import BoardError, DeviceError, UnsupportedOperation
+from .errors import BoardError, DeviceError, ProtocolError, UnsupportedOperation
 
 Run = Callable[[str], str]  # runs device code, returns its stdout
 
@@ -68,6 +68,10 @@ def parse_value(text: str, what: str = "value") -> Any:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError) as exc:
         raise BoardError(f"cannot parse the {what} the board printed: {text.strip()!r}") from exc
+    except (MemoryError, RecursionError):  # Python's parser gives up on e.g. '-' * 5000 + '1'
+        shown = f"{text.strip()[:60]!r}... ({len(text)} characters)"
+        message = f"the board's answer to {what} is too deeply nested or too large to parse: {shown}"
+        raise ProtocolError(message) from None
 
 
 class RemoteFiles:

@@ -7,8 +7,11 @@ person fixing a farm file wants the whole list, not one error per run.
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 import shlex
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,8 +20,16 @@ from typing import Any
 
 import yaml
 
+from .commands import FIELDS, FLASH_FIELDS, template_problems
+
 EMULATORS = ("microbit",)
 ENV_VAR = "BOARDFARM_INVENTORY"
+MAX_FILE_BYTES = 1 << 20  # a farm file is a few KiB; more is the wrong file
+MAX_DEPTH = 32  # a farm file nests 4 levels; deeper is a mistake (or an attack on the parser)
+MAX_SECONDS = 86400.0  # one day: the longest deadline or wait that makes sense
+NAME_MAX = 64
+NAME_RULE = f"1 to {NAME_MAX} letters, digits, '-', '_' or '.', starting with a letter or digit"
+RESERVED_NAMES = ("no-board",)  # the test id of a test no board matches (session.py)
 
 
 @dataclass(frozen=True)
@@ -96,9 +107,104 @@ def default_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / "pytest-boardfarm-locks"
 
 
-# -- validation ------------------------------------------------------------------
+# -- reading YAML safely ---------------------------------------------------------
 
 Node = yaml.Node
+_TAG = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {_TAG + kind for kind in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")}
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe composer with a depth limit, so nesting can never exhaust Python's stack.
+
+    (Its scanner and parser keep explicit stacks; only composing recurses.)
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self._depth >= MAX_DEPTH:
+            raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _compose(text: str, filename: str) -> Node | None:
+    """The document's node tree; anchors stay shared nodes, never copies."""
+    try:
+        loader = _Loader(text)  # checks the characters first
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, exc.position) + 1
+        raise FarmConfigError([f"{filename}:{at}: not valid YAML: {exc.reason} {chr(exc.character)!r}"]) from None
+    try:
+        return loader.get_single_node()
+    except _TooDeep as exc:
+        raise FarmConfigError([f"{filename}:{exc.mark.line + 1}: nested more than {MAX_DEPTH} levels deep"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise FarmConfigError([f"{filename}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    finally:
+        loader.dispose()
+
+
+def _check_structure(c: _Checker, root: Node) -> bool:
+    """Report YAML a farm file has no use for; True if reading on would be unsafe.
+
+    Tags (``!evil``, ``!!python/object``) would make the loader construct something;
+    keys must be plain names, each once per mapping (YAML itself lets the last win).
+    Every node is visited once, so an alias bomb costs its size, not its expansion.
+    """
+    fatal = False
+    seen: set[int] = set()
+    todo: list[tuple[Node, str]] = [(root, "(top level)")]
+    while todo:
+        node, path = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.tag not in _PLAIN_TAGS:
+            c.problem(node, path, f"YAML tag {_tag_name(node.tag)} is not allowed (quote the value if it is text)")
+            fatal = True
+        if isinstance(node, yaml.SequenceNode):
+            todo += [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[str, Node] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN_TAGS:
+                    fatal = True
+                    if key_node.tag == _TAG + "merge":
+                        c.problem(key_node, path, "YAML merge keys (<<) are not supported; use 'defaults'")
+                    elif isinstance(key_node, yaml.ScalarNode):
+                        c.problem(key_node, path, f"a key must be a plain name, not tagged {_tag_name(key_node.tag)}")
+                    else:
+                        c.problem(key_node, path, f"a key must be a plain name, not {_kind(key_node)}")
+                    continue
+                key = str(key_node.value)
+                child = key if path == "(top level)" else f"{path}.{key}"
+                if key in first:
+                    c.problem(key_node, child, f"key repeated (first at line {first[key].start_mark.line + 1})")
+                else:
+                    first[key] = key_node
+                todo.append((value_node, child))
+    return fatal
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+
+
+# -- validation ------------------------------------------------------------------
 
 
 class _Checker:
@@ -129,18 +235,33 @@ class _Checker:
             self.problem(node, key, f"expected {label}, got {_kind(node)}")
             return None
         if kind is str and not isinstance(value, str):
-            self.problem(node, key, f"expected {label}, got {type(value).__name__} {value!r}")
+            self.problem(node, key, f"expected {label}, got {type(value).__name__} {short_repr(value)}")
             return None
         try:
             return kind(value)
         except (TypeError, ValueError):
-            self.problem(node, key, f"expected {label}, got {value!r}")
+            self.problem(node, key, f"expected {label}, got {short_repr(value)}")
             return None
 
 
 def _scalar_value(node: Node) -> Any:
-    """A scalar node's value, as YAML's safe loader types it (int, float, bool, str...)."""
-    return yaml.safe_load(yaml.serialize(node))
+    """A scalar node's value, as YAML's safe loader types it (int, float, bool, str...).
+
+    Dates stay text (a farm file has none, and ``2024-13-45`` must not crash the
+    loader); a number too long to convert stays text too, and is refused as text.
+    """
+    if node.tag == _TAG + "timestamp":
+        return node.value
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except (ValueError, OverflowError, yaml.YAMLError):
+        return node.value
+
+
+def short_repr(value: Any) -> str:
+    """repr() cut to a length a message can show."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
 
 
 def _kind(node: Node) -> str:
@@ -150,17 +271,58 @@ def _kind(node: Node) -> str:
         return "a list"
     if node.tag.endswith(":null"):
         return "nothing"
-    return f"{_scalar_value(node)!r}"
+    return short_repr(_scalar_value(node))
 
 
-def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        number = kind(value)
-        if number <= 0:
+def _whole(low: int, high: int) -> Callable[[Any], int]:
+    """A whole number in [low, high]; 1.5 or 2.0 is not one (nothing is truncated)."""
+
+    def convert(value: Any) -> int:
+        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+            value = int(value)
+        if type(value) is not int or not low <= value <= high:
             raise ValueError(value)
-        return number
+        return value
 
     return convert
+
+
+def seconds(value: Any, *, zero_ok: bool = False) -> float:
+    """A duration: a finite number of seconds, more than 0 (or 0 when zero_ok), at most a day."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float
+        raise ValueError(value) from None
+    if not (math.isfinite(number) and (number >= 0 if zero_ok else number > 0) and number <= MAX_SECONDS):
+        raise ValueError(value)
+    return number
+
+
+def seconds_rule(*, zero_ok: bool = False) -> str:
+    return f"a number of seconds, {'0 or more' if zero_ok else 'more than 0'} and at most {MAX_SECONDS:g}"
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a board name (None: it can).
+
+    A name is a test id part (``test_x[name]``) and a directory (serial logs go to
+    ``<log dir>/<name>/``), so it must be harmless in both: no separators, no
+    ``..``, no brackets, spaces or ``::``, not too long for a file name.
+    """
+    if not name:
+        return f"empty; a board name is {NAME_RULE}"
+    if len(name) > NAME_MAX or len(name.encode("utf-8")) > 255:
+        return f"{len(name)} characters; a board name is {NAME_RULE}"
+    bad = next((ch for ch in name if not (ch.isalnum() or ch in "-_.")), None)
+    if bad is not None:
+        return f"{bad!r} not allowed; a board name is {NAME_RULE}"
+    if not name[0].isalnum():
+        return f"starts with {name[0]!r}; a board name is {NAME_RULE}"
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved (the test id of a test that no board matches)"
+    return None
 
 
 def _boolean(value: Any) -> bool:
@@ -177,22 +339,47 @@ def _str_list(c: _Checker, node: Node, key: str) -> tuple[str, ...] | None:
     return tuple(items) if all(isinstance(i, str) for i in items) else None
 
 
-def _command(c: _Checker, node: Node, key: str) -> tuple[str, ...] | None:
-    """A command template: a string split like a shell would, or a list of arguments."""
+def _command(fields: Sequence[str]) -> Callable[[_Checker, Node, str], tuple[str, ...] | None]:
+    """A command template: a string split like a shell would, or a list of arguments,
+    whose ``{field}``s are checked now, not when the board first needs the command."""
+
+    def convert(c: _Checker, node: Node, key: str) -> tuple[str, ...] | None:
+        argv = _command_argv(c, node, key)
+        if argv is None:
+            return None
+        problems = template_problems(argv, fields)
+        for problem in problems:
+            c.problem(node, key, problem)
+        return None if problems else argv
+
+    return convert
+
+
+def _command_argv(c: _Checker, node: Node, key: str) -> tuple[str, ...] | None:
     if isinstance(node, yaml.SequenceNode):
-        return _str_list(c, node, key)
-    text = c.scalar(node, key, str, "a command (string or list of arguments)")
-    if text is None:
-        return None
-    try:
-        argv = tuple(shlex.split(text))
-    except ValueError as exc:
-        c.problem(node, key, f"cannot split command: {exc}")
-        return None
-    if not argv:
+        argv = _str_list(c, node, key)
+    else:
+        text = c.scalar(node, key, str, "a command (string or list of arguments)")
+        if text is None:
+            return None
+        try:
+            argv = tuple(shlex.split(text))
+        except ValueError as exc:
+            c.problem(node, key, f"cannot split command: {exc}")
+            return None
+    if argv is not None and not argv:
         c.problem(node, key, "empty command")
         return None
     return argv
+
+
+def _name(c: _Checker, node: Node, key: str) -> str | None:
+    name: str | None = c.scalar(node, key, str, "a string")
+    problem = None if name is None else name_problem(name)
+    if problem:
+        c.problem(node, key, problem)
+        return None
+    return name
 
 
 def _properties(c: _Checker, node: Node, key: str) -> dict[str, str] | None:
@@ -218,21 +405,21 @@ def _emulator(c: _Checker, node: Node, key: str) -> str | None:
 
 # key -> converter(checker, node, key) -> value or None (problem recorded)
 _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
-    "name": lambda c, n, k: c.scalar(n, k, str, "a string"),
+    "name": _name,
     "port": lambda c, n, k: c.scalar(n, k, str, "a port or pyserial URL"),
     "emulator": _emulator,
     "serial_number": lambda c, n, k: c.scalar(n, k, str, "a string"),
     "platform": lambda c, n, k: c.scalar(n, k, str, "a string"),
     "tags": _str_list,
-    "baudrate": lambda c, n, k: c.scalar(n, k, _positive(int), "a positive whole number"),
-    "timeout": lambda c, n, k: c.scalar(n, k, _positive(float), "a positive number of seconds"),
-    "reset": _command,
-    "flash": _command,
+    "baudrate": lambda c, n, k: c.scalar(n, k, _whole(1, 20_000_000), "a whole number from 1 to 20000000"),
+    "timeout": lambda c, n, k: c.scalar(n, k, seconds, seconds_rule()),
+    "reset": _command(FIELDS),
+    "flash": _command(FLASH_FIELDS),
     "rts_reset": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "dtr": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "rts": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "deploy": lambda c, n, k: c.scalar(n, k, str, "a directory path"),
-    "write_window": lambda c, n, k: c.scalar(n, k, _positive(int), "a positive whole number of bytes"),
+    "write_window": lambda c, n, k: c.scalar(n, k, _whole(1, 65536), "a whole number of bytes from 1 to 65536"),
     "properties": _properties,
 }
 _TOP_KEYS = ("boards", "defaults", "locks")
@@ -266,14 +453,11 @@ def parse_farm(text: str, filename: str = "farm.yaml", base_dir: Path | None = N
     """Parse and validate an inventory; raise FarmConfigError listing every problem."""
     c = _Checker(filename)
     base = base_dir or Path(filename).resolve().parent
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise FarmConfigError([f"{filename}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    root = _compose(text, filename)
     if root is None:
         raise FarmConfigError([f"{filename}: the file is empty; it needs a 'boards:' list"])
+    if _check_structure(c, root):
+        raise FarmConfigError(sorted(c.problems, key=_line_of))
     top = c.mapping(root, "(top level)")
     if top is None:
         raise FarmConfigError(c.problems)
@@ -310,6 +494,7 @@ def parse_farm(text: str, filename: str = "farm.yaml", base_dir: Path | None = N
             c.problem(boards_node, "boards", f"expected a list of boards, got {_kind(boards_node)}")
         else:
             seen: dict[str, str] = {}
+            devices: dict[tuple[str, str], BoardSpec] = {}
             for index, node in enumerate(boards_node.value):
                 name, spec = _board(c, node, f"boards[{index}]", defaults, base)
                 if name is not None and name in seen:
@@ -317,11 +502,52 @@ def parse_farm(text: str, filename: str = "farm.yaml", base_dir: Path | None = N
                     continue
                 if name is not None:
                     seen[name] = c.where(node)
-                if spec is not None:
+                if spec is not None and _one_device_one_board(c, node, f"boards[{index}]", spec, devices):
                     boards.append(spec)
     if c.problems:
         raise FarmConfigError(sorted(c.problems, key=_line_of))
     return Farm(tuple(boards), lock_dir, Path(filename))
+
+
+def _device_of(spec: BoardSpec) -> list[tuple[str, str]]:
+    """What identifies the board's device: its port (a device path with symlinks
+    resolved, when it exists now) and its USB serial number."""
+    found = []
+    if spec.port:
+        port = spec.port
+        if "://" not in port and os.path.exists(port):
+            port = os.path.realpath(port)
+        found.append(("port", port))
+    if spec.serial_number:
+        found.append(("serial_number", spec.serial_number))
+    return found
+
+
+def _one_device_one_board(
+    c: _Checker, node: Node, prefix: str, spec: BoardSpec, devices: dict[tuple[str, str], BoardSpec]
+) -> bool:
+    """Two entries for one device would lock each other out (or share it): refuse the second."""
+    ok = True
+    for key, device in _device_of(spec):
+        first = devices.setdefault((key, device), spec)
+        if first is not spec:
+            what = {"port": "port", "serial_number": "serial number"}[key]
+            if key == "port" and spec.port != first.port:  # two paths, one device (a symlink)
+                what, device_shown = "device", f" ({device})"
+            else:
+                device_shown = ""
+            message = f"same {what} as board {first.name!r}{device_shown} (first at {first.where})"
+            c.problem(_key_node(node, key), f"{prefix}.{key}", message)
+            ok = False
+    return ok
+
+
+def _key_node(node: Node, key: str) -> Node:
+    """The node of ``key`` in a mapping (for its line), else the mapping."""
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            return key_node
+    return node
 
 
 def _line_of(problem: str) -> int:
@@ -362,8 +588,48 @@ def _board(
 
 def load_farm(path: str | os.PathLike[str]) -> Farm:
     path = Path(path)
+    return parse_farm(_read_text(path), str(path), path.resolve().parent)
+
+
+def _read_text(path: Path) -> str:
+    """The farm file as text; only a regular file (a FIFO would block, a device never end)."""
+
+    def refuse(message: str) -> FarmConfigError:
+        return FarmConfigError([f"{path}: {message}"])
+
+    def not_regular(mode: int) -> FarmConfigError:
+        return refuse(f"not a regular file ({_file_kind(mode)}); give the path of a farm.yaml")
+
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # checked before opening: opening a tty can reset a board
+            raise not_regular(mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO swapped in cannot block
+        with os.fdopen(fd, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):  # replaced since the check
+                raise not_regular(mode)
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise FarmConfigError([f"{path}: cannot read the farm inventory: {exc.strerror or exc}"]) from None
-    return parse_farm(text, str(path), path.resolve().parent)
+        raise refuse(f"cannot read the farm inventory: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise refuse(f"larger than {MAX_FILE_BYTES // 1024} KiB; is this the farm inventory?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise FarmConfigError(
+            [f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); save the file as UTF-8"]
+        ) from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((label for test, label in kinds if test(mode)), "not a file")

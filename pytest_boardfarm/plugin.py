@@ -6,16 +6,17 @@ when a farm is configured. Without a farm the plugin stays out of the way.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
 import pytest
 
-from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm
+from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_rule
 from .pool import FarmBoard
 from .reporting import FarmReporter
 from .scheduling import BoardScheduling
@@ -34,7 +35,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--board", action="append", default=[], metavar="NAME", help="run only on this board (repeatable)")
     group.addoption("--board-tag", action="append", default=[], metavar="TAG", help="run only on boards with this tag")
     group.addoption(
-        "--farm-lock-timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait for a locked board"
+        "--farm-lock-timeout",
+        type=_seconds_option(zero_ok=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a locked board (default 60; 0: do not wait)",
     )
     group.addoption(
         "--farm-reset",
@@ -44,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--farm-timeout",
-        type=float,
+        type=_seconds_option(zero_ok=False),
         metavar="SECONDS",
         help="deadline for each device operation, overriding farm.yaml and @pytest.mark.board(timeout=...)",
     )
@@ -56,6 +61,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"serial logs, one file per board per test (default {DEFAULT_LOG_DIR}; '' for none)",
     )
     parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
+
+
+def _seconds_option(*, zero_ok: bool) -> Callable[[str], float]:
+    """An argparse type: a bad value is a usage error, not a hang (nan) or a crash (inf)."""
+
+    def convert(text: str) -> float:
+        try:
+            return seconds(text, zero_ok=zero_ok)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {seconds_rule(zero_ok=zero_ok)}, got {text!r}") from None
+
+    convert.__name__ = "seconds"  # argparse names the type in some messages
+    return convert
 
 
 def _inventory_path(config: pytest.Config) -> str | None:

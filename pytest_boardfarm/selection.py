@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .inventory import BoardSpec, Farm
+from .inventory import BoardSpec, Farm, seconds, seconds_rule, short_repr
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,38 @@ class Filters:
 
 
 MARKER_KEYS = ("name", "platform", "tags", "timeout")
+
+
+def marker_problems(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``@pytest.mark.board(...)``: a typo must not run a test everywhere."""
+    known = ", ".join(MARKER_KEYS)
+    problems = [f"positional argument {short_repr(arg)} not allowed; use name=, platform=, tags=" for arg in args]
+    for key, value in kwargs.items():
+        if key not in MARKER_KEYS:
+            close = difflib.get_close_matches(key, MARKER_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown argument {key!r}{hint}; known: {known}")
+        elif key == "timeout":
+            if value is not None and not _is_seconds(value):
+                problems.append(f"timeout={short_repr(value)}: expected {seconds_rule()}")
+        elif not (value is None or isinstance(value, str) or _is_str_list(value)):
+            problems.append(f"{key}={short_repr(value)}: expected a string or a list of strings")
+    return problems
+
+
+def _is_seconds(value: Any) -> bool:
+    """A number (not text: the marker is Python) of seconds that ``seconds`` accepts."""
+    if isinstance(value, str):
+        return False
+    try:
+        seconds(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from .errors import BoardError, DeviceError
 from .inventory import Farm
 from .pool import Allocated, BoardPool, BoardUnavailable, FarmBoard
 from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION
-from .selection import Filters, no_match_reason, selected_boards
+from .selection import Filters, marker_problems, no_match_reason, selected_boards
 
 FARM_KEY = pytest.StashKey["Farm | None"]()
 SESSION_KEY = pytest.StashKey["FarmSession"]()
@@ -61,6 +61,11 @@ class FarmSession:
 
     @pytest.hookimpl(tryfirst=True)  # the board comes first in the test id (see scheduling.py)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        for mark in metafunc.definition.iter_markers("board"):
+            problems = marker_problems(mark.args, mark.kwargs)
+            if problems:  # a collection error: the run stops before any test runs on the wrong boards
+                where = f"{metafunc.definition.nodeid}: @pytest.mark.board"
+                raise pytest.Collector.CollectError("\n".join(f"{where}: {p}" for p in problems))
         if "board" not in metafunc.fixturenames:
             return
         marker = metafunc.definition.get_closest_marker("board")

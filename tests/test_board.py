@@ -18,6 +18,8 @@ from pytest_boardfarm import (
     connect,
 )
 from pytest_boardfarm.emulator import MicrobitEmulator
+from pytest_boardfarm.errors import ProtocolError
+from pytest_boardfarm.files import parse_value
 
 
 def test_exec_returns_stdout(mb: Board) -> None:
@@ -35,6 +37,24 @@ def test_eval_parses_values(mb: Board) -> None:
 def test_eval_of_unparsable_value_is_a_clear_error(mb: Board) -> None:
     with pytest.raises(BoardError, match="cannot parse"):
         mb.eval("print")
+
+
+@pytest.mark.parametrize("answer", ["-" * 100_000 + "1", "-" * 5000 + "1", "1+" * 100_000 + "1", "~" * 5000 + "1"])
+def test_an_answer_too_deep_for_the_parser_is_a_protocol_error(answer: str) -> None:
+    with pytest.raises(ProtocolError, match=r"the board's answer to X\(\) is too deeply nested or too large to parse"):
+        parse_value(answer, "X()")
+
+
+def test_eval_of_a_huge_expression_is_a_protocol_error_and_the_board_goes_on(mb: Board) -> None:
+    # The board prints what eval must parse (no big string on its ~9 KB heap): repr() writes it.
+    mb.exec(
+        "class X:\n    def __init__(self, op):\n        self.op = op\n    def __repr__(self):\n"
+        "        for _ in range(200):\n            print(self.op * 50, end='')\n        return '1'\n"
+    )
+    for op in ("-", "1+"):
+        with pytest.raises(ProtocolError, match=r"answer to X\('.+'\) is too deeply nested or too large"):
+            mb.eval(f"X({op!r})")
+    assert mb.eval("1 + 1") == 2
 
 
 def test_device_traceback_is_kept_as_printed(mb: Board) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_boardfarm.commands import CommandError, render, run
+from pytest_boardfarm.commands import FIELDS, CommandError, render, run, template_problems
 
 
 def test_each_argument_is_filled_on_its_own() -> None:
@@ -24,8 +24,31 @@ def test_a_hostile_value_stays_one_argument(tmp_path: Path) -> None:
 
 
 def test_unknown_field_is_an_error_not_a_guess() -> None:
-    with pytest.raises(CommandError, match=r"unknown field \{prot\}.*known: port"):
+    with pytest.raises(CommandError, match=r"unknown field \{prot\}; known: \{port\}"):
         render(["reset", "{prot}"], {"port": "/dev/ttyACM0"})
+
+
+@pytest.mark.parametrize(
+    ("arg", "problem"),
+    [
+        ("{port.__class__}", r"unknown field \{port.__class__\}"),
+        ("{port[0]}", r"unknown field \{port\[0\]\}"),
+        ("{port!r}", r"\{port!r\}: only a plain \{port\} is allowed"),
+        ("{port:>10}", r"\{port:>10\}: only a plain \{port\} is allowed"),
+        ("{}", r"unknown field \{\}"),
+        ("{port", r"argument '\{port': expected '\}' before end of string"),
+    ],
+)
+def test_only_plain_fields_are_filled_in(arg: str, problem: str) -> None:
+    with pytest.raises(CommandError, match=problem):
+        render(["reset", arg], {"port": "/dev/ttyACM0"})
+
+
+def test_template_problems_are_all_listed() -> None:
+    assert template_problems(["{a}", "{b}", "{{literal}}", "{port}"], FIELDS) == [
+        "unknown field {a}; known: {name}, {port}, {serial_number}, {platform}",
+        "unknown field {b}; known: {name}, {port}, {serial_number}, {platform}",
+    ]
 
 
 def test_failures_and_timeouts_are_reported() -> None:

@@ -369,3 +369,80 @@ def test_hang(board):
     lock.acquire(0.5)  # the next run gets the board at once
     lock.release()
     assert list(locks.iterdir()) == []
+
+
+# -- bad options, markers and farm paths are refused before anything runs (issue 9) ----------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "rule"),
+    [
+        ("--farm-timeout", "nan", "more than 0 and at most 86400"),
+        ("--farm-timeout", "inf", "more than 0 and at most 86400"),
+        ("--farm-timeout", "-1", "more than 0 and at most 86400"),
+        ("--farm-timeout", "0", "more than 0 and at most 86400"),
+        ("--farm-timeout", "1e308", "more than 0 and at most 86400"),
+        ("--farm-lock-timeout", "nan", "0 or more and at most 86400"),
+        ("--farm-lock-timeout", "-1", "0 or more and at most 86400"),
+        ("--farm-lock-timeout", "inf", "0 or more and at most 86400"),
+    ],
+)
+def test_bad_seconds_are_a_usage_error(pytester: pytest.Pytester, option: str, value: str, rule: str) -> None:
+    result = run(pytester, option, value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"argument {option}: expected a number of seconds, {rule}, got '{value}'" in result.stderr.str()
+
+
+def test_good_seconds_are_taken(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(test_one="def test_one(board):\n    board.exec('import time\\ntime.sleep(3)')\n")
+    result = run(pytester, "--farm", str(farm), "--board", "sim-1", "--farm-lock-timeout", "0", "--farm-timeout", "0.5")
+    assert "BoardTimeout" in result.stdout.str()
+    result.assert_outcomes(failed=1)
+
+
+BAD_MARKERS = {
+    "test_typo": (
+        'platfrom="esp32"',
+        "unknown argument 'platfrom' (did you mean 'platform'?); known: name, platform, tags, timeout",
+    ),
+    "test_positional": ('"esp32"', "positional argument 'esp32' not allowed; use name=, platform=, tags="),
+    "test_nan": ('timeout=float("nan")', "timeout=nan: expected a number of seconds, more than 0 and at most 86400"),
+    "test_negative": ("timeout=-1", "timeout=-1: expected a number of seconds, more than 0"),
+    "test_tags": ("tags=5", "tags=5: expected a string or a list of strings"),
+}
+
+
+def test_a_bad_marker_is_a_collection_error_not_a_run_everywhere(pytester: pytest.Pytester, farm: Path) -> None:
+    for name, (args, _) in BAD_MARKERS.items():
+        pytester.makepyfile(**{name: f"import pytest\n@pytest.mark.board({args})\ndef test_it(board):\n    pass\n"})
+    pytester.makepyfile(test_fine="def test_fine(board):\n    pass\n")
+    result = run(pytester, "--farm", str(farm))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    text = result.stdout.str()
+    for name, (_, problem) in BAD_MARKERS.items():
+        assert f"{name}.py::test_it: @pytest.mark.board: {problem}" in text
+    assert "PASSED" not in text and "Traceback" not in text
+    assert f"Interrupted: {len(BAD_MARKERS)} errors during collection" in text
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/null"])
+def test_farm_path_must_be_a_regular_file(pytester: pytest.Pytester, kind: str) -> None:
+    """In a child with a deadline: before the fix, a FIFO blocked the run forever."""
+    path = pytester.path / "farm.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path(kind)
+    pytester.makepyfile(test_one="def test_one(board):\n    pass\n")
+    label = {"fifo": "a FIFO", "/dev/null": "a character device"}[kind]
+    for args, env in (["--farm", str(path)], {}), ([], {"BOARDFARM_INVENTORY": str(path)}):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cwd=pytester.path,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+        assert f"{path}: not a regular file ({label}); give the path of a farm.yaml" in done.stderr
