@@ -131,6 +131,20 @@ class BoardLock:
                 return
             os.close(fd)  # released and removed while we waited: lock the new file
 
+    def is_free(self) -> bool:
+        """Whether nobody holds the lock at this moment (a glance, to choose an order)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:  # no file: nobody holds it (or we cannot tell: acquire will say)
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # drops the shared lock at once
+        return True
+
     def _open(self) -> int | None:
         """The lock file, opened; created (0666) if missing. An existing file is opened
         without O_CREAT: Linux refuses O_CREAT on another user's file in a sticky

@@ -104,7 +104,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardSchedul
     farm = config.stash.get(FARM_KEY, None)
     if farm is None:
         return None
-    return BoardScheduling(config, log, farm.names)
+    return BoardScheduling(config, log, farm.names, config.stash[SESSION_KEY].worker_boards.of)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -120,7 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
-        config.pluginmanager.register(FarmReporter(config, farm.names), "boardfarm-reporter")
+        reporter = FarmReporter(config, farm.names, session.worker_boards.of)
+        config.pluginmanager.register(reporter, "boardfarm-reporter")
 
 
 def _stop_cleanly_on_sigterm(config: pytest.Config) -> None:
