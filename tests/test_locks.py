@@ -268,3 +268,12 @@ def test_nobody_waits_for_roots_lock_and_takes_it_when_root_is_killed(two_users:
         _kill(root)
         if nobody is not None:
             _kill(nobody)
+
+
+def test_is_free_is_a_glance_that_takes_nothing(tmp_path: Path) -> None:
+    lock = BoardLock(tmp_path, "k")
+    assert lock.is_free()  # no file yet
+    lock.acquire(1)
+    assert not BoardLock(tmp_path, "k").is_free()
+    lock.release()
+    assert BoardLock(tmp_path, "k").is_free()
