@@ -104,7 +104,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardSchedul
     farm = config.stash.get(FARM_KEY, None)
     if farm is None:
         return None
-    return BoardScheduling(config, log, farm.names, config.stash[SESSION_KEY].worker_boards.of)
+    session = config.stash[SESSION_KEY]
+    return BoardScheduling(config, log, farm.names, session.worker_boards.of, session.pool.is_free)
 
 
 def pytest_configure(config: pytest.Config) -> None:

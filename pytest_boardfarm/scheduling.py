@@ -4,7 +4,8 @@ xdist's loadscope scheduler sends whole scopes to workers; here a test's scope
 is its board. The controller never collects, so the board of each test id comes
 from the map its worker wrote at collection (identity.py); a test id missing
 from it (a remote worker) falls back to the id's text, when only one board name
-fits, else the test is a scope of its own. (xdist's own ``loadgroup`` mode
+fits, else the test is a scope of its own. A worker that needs work gets a
+board no other run holds, while one is left, rather than wait. (xdist's own ``loadgroup`` mode
 cannot be used: it tags items by writing ``item._nodeid``, which pytest 9.2 no
 longer reads.)
 """
@@ -27,11 +28,14 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         log: Any,
         boards: Sequence[str],
         collected_by: Callable[[str], Mapping[str, TestBoard] | None],
+        is_free: Callable[[str], bool] = lambda board: True,
     ) -> None:
         super().__init__(config, log)
         self.boards = list(boards)
         self.collected_by = collected_by  # worker id -> {test id: board}
+        self.is_free = is_free  # does no other run hold the board now?
         self.board_of: dict[str, str | None] = {}
+        self.scope_board: dict[str, str] = {}
 
     def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
         found = self.collected_by(node.gateway.id)
@@ -44,4 +48,17 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
 
     def _split_scope(self, nodeid: str) -> str:
         board = self.board_of.get(nodeid)
-        return f"board {board}" if board else nodeid
+        if not board:
+            return nodeid
+        scope = f"board {board}"
+        self.scope_board[scope] = board
+        return scope
+
+    def _assign_work_unit(self, node: Any) -> None:
+        """Give the worker a board no other run holds, if one is left, before one it would wait for."""
+        for scope in self.workqueue:
+            board = self.scope_board.get(scope)
+            if board is None or self.is_free(board):
+                self.workqueue.move_to_end(scope, last=False)
+                break
+        super()._assign_work_unit(node)

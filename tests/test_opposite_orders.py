@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_boardfarm.emulator import MicrobitEmulator, start_many
+from pytest_boardfarm.locks import BoardLock
 from pytest_boardfarm.ordering import order_by_board
 
 LOCK_TIMEOUT = 40
@@ -115,3 +117,38 @@ def test_order_groups_boards_free_ones_first_and_keeps_boardless_tests_in_place(
         "t.py::x[A]",
         "t.py::y[A]",
     ]
+
+
+BUSY_SUITE = """\
+import os, pytest
+
+@pytest.mark.parametrize("i", range(2))
+def test_use(board, i):
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(board.name + "\\n")
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["sequential", "xdist"])
+def test_a_run_starts_with_the_board_no_one_else_holds(
+    pytester: pytest.Pytester, two_boards: list[MicrobitEmulator], tmp_path: Path, workers: list[str]
+) -> None:
+    lines = [f"locks: {{dir: {tmp_path / 'locks'}}}", "boards:"]
+    lines += [f"  - {{name: {name}, port: '{b.url}'}}" for name, b in zip("AB", two_boards, strict=True)]
+    (pytester.path / "farm.yaml").write_text("\n".join(lines) + "\n")
+    pytester.makepyfile(test_busy=BUSY_SUITE)
+    record = tmp_path / "record.txt"
+    other_run = BoardLock(tmp_path / "locks", two_boards[0].url, run="another run")
+    other_run.acquire(1)  # A is busy when the run starts, and free a little later
+    timer = threading.Timer(3, other_run.release)
+    timer.start()
+    try:
+        env = dict(os.environ, RECORD=str(record))
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", *workers]
+        proc = subprocess.run(cmd, cwd=pytester.path, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        timer.cancel()
+        timer.join()
+        other_run.release()
+    assert proc.returncode == 0, proc.stdout
+    assert record.read_text().split() == ["B", "B", "A", "A"]  # B while A was busy: no waiting first
