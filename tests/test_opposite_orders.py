@@ -139,16 +139,25 @@ def test_a_run_starts_with_the_board_no_one_else_holds(
     pytester.makepyfile(test_busy=BUSY_SUITE)
     record = tmp_path / "record.txt"
     other_run = BoardLock(tmp_path / "locks", two_boards[0].url, run="another run")
-    other_run.acquire(1)  # A is busy when the run starts, and free a little later
-    timer = threading.Timer(3, other_run.release)
-    timer.start()
+    other_run.acquire(1)  # A is busy when the run starts; free once the run used B (or after 30 s)
+    done = threading.Event()
+
+    def release_when_b_is_used() -> None:
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            if record.exists() and "B" in record.read_text().split():
+                break
+            time.sleep(0.05)
+        other_run.release()
+
+    releaser = threading.Thread(target=release_when_b_is_used)
+    releaser.start()
     try:
         env = dict(os.environ, RECORD=str(record))
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", *workers]
         proc = subprocess.run(cmd, cwd=pytester.path, env=env, capture_output=True, text=True, timeout=120)
     finally:
-        timer.cancel()
-        timer.join()
-        other_run.release()
+        done.set()
+        releaser.join()
     assert proc.returncode == 0, proc.stdout
     assert record.read_text().split() == ["B", "B", "A", "A"]  # B while A was busy: no waiting first
