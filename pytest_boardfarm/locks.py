@@ -112,7 +112,14 @@ class BoardLock:
         ensure_lock_dir(self.path.parent)
         end = time.monotonic() + timeout
         while True:
-            fd = self._open()
+            try:
+                fd = self._open()
+            except PermissionError as exc:
+                raise PermissionError(
+                    exc.errno,
+                    f"{exc.strerror}: cannot lock {self.path}; a lock directory shared by several users"
+                    " must be writable by all of them (as one the plugin creates is: mode 1777)",
+                ) from None
             if fd is None:  # removed between our looks: try again at once
                 continue
             try:

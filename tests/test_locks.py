@@ -277,3 +277,15 @@ def test_is_free_is_a_glance_that_takes_nothing(tmp_path: Path) -> None:
     assert not BoardLock(tmp_path, "k").is_free()
     lock.release()
     assert BoardLock(tmp_path, "k").is_free()
+
+
+def test_a_directory_other_users_cannot_write_is_explained(two_users: tuple[Path, str]) -> None:
+    base, python = two_users
+    private = base / "locks"
+    private.mkdir(mode=0o755)  # the user's own directory: left as it is
+    os.chmod(private, 0o755)
+    proc = _holder(base, python, NOBODY, "board-4", wait=1, hold=0)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0 and "Permission denied: cannot lock " in err
+    assert "must be writable by all of them" in err
+    assert stat.S_IMODE(os.stat(private).st_mode) == 0o755

@@ -68,11 +68,11 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 _OUTCOME = re.compile(r"(PASSED|FAILED|SKIPPED|ERROR)")
-_NODEID = re.compile(r"(\S+\.py::[^\s@]+)")
+_NODEID = re.compile(r"(\S+\.py::\S+)")
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, str]:
-    """test id (without xdist's @group suffix) -> PASSED/FAILED/SKIPPED/ERROR, from -v lines."""
+    """test id -> PASSED/FAILED/SKIPPED/ERROR, from -v lines."""
     found = {}
     for line in result.outlines:
         outcome, nodeid = _OUTCOME.search(line), _NODEID.search(line)
