@@ -68,12 +68,16 @@ def test_every_test_runs_on_its_board_and_is_reported_whole(
     record = tmp_path / "record.txt"
     monkeypatch.setenv("RECORD", str(record))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    run_tmp = tmp_path / "run-tmp"  # where the controller keeps the workers' maps
+    run_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(run_tmp))
     result = run(
         pytester, "--farm", "farm.yaml", "--farm-lock-timeout", "5", "--farm-junit", "junit.xml", "--farm-log-dir",
         "logs", *workers,
     )  # fmt: skip
     # before: a test sent to the worker that does not hold its board waited out the lock timeout
     result.assert_outcomes(passed=9)
+    assert not list(run_tmp.glob("boardfarm-boards-*"))  # removed at the end
     used = [line.split("\t") for line in record.read_text(encoding="utf-8").splitlines()]
     assert sorted(name for name, _ in used) == sorted(BOARDS * 3)
     workers_of = {name: {worker for n, worker in used if n == name} for name in BOARDS}
