@@ -20,7 +20,7 @@ def markdown_summary(boards: list[BoardResults]) -> str:
     matrix: dict[tuple[str, str], dict[str, TestResult]] = {}
     for b in boards:
         for t in b.tests:
-            matrix.setdefault((t.classname, _base_name(t.name, b.name)), {})[b.name] = t
+            matrix.setdefault((t.classname, t.row), {})[b.name] = t
     lines += ["", "### Tests × boards", "", "| test | " + " | ".join(map(_cell, names)) + " |"]
     lines.append("|---|" + "---|" * len(names))
     for (classname, name), row in matrix.items():
@@ -43,16 +43,6 @@ def failure_annotations(boards: list[BoardResults]) -> list[str]:
                 title = _escape_property(f"{t.name} on {t.board}: {t.summary}")
                 out.append(f"::error file={_escape_property(t.path)},line={t.line},title={title}::{_escape(t.message)}")
     return out
-
-
-def _base_name(name: str, board: str) -> str:
-    """The test's name with this board's id taken out of its parameters."""
-    if "[" not in name:
-        return name
-    base, params = name.split("[", 1)
-    parts = [p for p in params.rstrip("]").split("-") if p]
-    kept = params.rstrip("]").replace(board, "", 1).strip("-").replace("--", "-")
-    return f"{base}[{kept}]" if kept and parts else base
 
 
 def _cell(text: str) -> str:

@@ -122,7 +122,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardSchedul
     farm = config.stash.get(FARM_KEY, None)
     if farm is None:
         return None
-    return BoardScheduling(config, log, farm.names)
+    session = config.stash[SESSION_KEY]
+    return BoardScheduling(config, log, farm.names, session.worker_boards.of, session.pool.is_free)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -138,7 +139,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
-        config.pluginmanager.register(FarmReporter(config, farm.names), "boardfarm-reporter")
+        reporter = FarmReporter(config, farm.names, session.worker_boards.of)
+        config.pluginmanager.register(reporter, "boardfarm-reporter")
 
 
 def _stop_cleanly_on_sigterm(config: pytest.Config) -> None:

@@ -112,6 +112,11 @@ def _port_for(spec: BoardSpec, wait: float = 0.0) -> str:
         time.sleep(min(PORT_POLL_SECONDS, deadline.remaining()))
 
 
+def _lock_key(spec: BoardSpec) -> str:
+    """What a board's lock is named after: what is physically shared."""
+    return spec.serial_number or spec.port or spec.name
+
+
 class BoardPool:
     def __init__(self, farm: Farm, *, lock_timeout: float = 60.0, run_id: str = "") -> None:
         self.farm = farm
@@ -135,11 +140,18 @@ class BoardPool:
             raise BoardUnavailable(self.unavailable[name]) from exc
         return self.held[name]
 
+    def is_free(self, name: str) -> bool:
+        """Could this process have the board now without waiting for another run?"""
+        spec = self.farm.get(name)
+        if spec.emulator or name in self.held:  # an emulated board is this run's alone
+            return True
+        return BoardLock(self.farm.lock_dir, _lock_key(spec)).is_free()
+
     def _prepare(self, spec: BoardSpec) -> Allocated:
         lock = None
         emulator = None
         if not spec.emulator:  # an emulated board belongs to this run alone
-            lock = BoardLock(self.farm.lock_dir, spec.serial_number or spec.port or spec.name, run=self.run_id)
+            lock = BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
             lock.acquire(self.lock_timeout)
         try:
             if spec.emulator:

@@ -8,22 +8,29 @@ GitHub Actions appends the job summary and failure annotations (github.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .github import failure_annotations, markdown_summary
+from .identity import TestBoard, guess_board, identify
 from .junit import write_junit
-from .results import BOARD_PROPERTY, BoardResults, ResultsCollector
-from .scheduling import board_of
+from .results import BoardResults, ResultsCollector
 
 
 class FarmReporter(ResultsCollector):
-    def __init__(self, config: pytest.Config, boards: list[str]) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        boards: list[str],
+        collected_by: Callable[[str], Mapping[str, TestBoard] | None],
+    ) -> None:
         super().__init__()
         self.config = config
         self.boards = boards
+        self.collected_by = collected_by  # xdist worker id -> {test id: board}
         junit = config.getoption("farm_junit")
         self.junit_path = Path(junit) if junit else None
         self._collected_from_workers = False
@@ -33,19 +40,25 @@ class FarmReporter(ResultsCollector):
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
-            board = next((v for k, v in item.user_properties if k == BOARD_PROPERTY), None)
-            if board:
-                self.note_collected(item.nodeid, str(board))
+            tested = identify(item)
+            if tested:
+                self.note_collected(item.nodeid, tested.board, tested.test)
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: object, ids: list[str]) -> None:
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         if self._collected_from_workers:
             return
         self._collected_from_workers = True
+        found = self.collected_by(node.gateway.id)
         for nodeid in ids:
-            board = board_of(nodeid, self.boards)
-            if board:
-                self.note_collected(nodeid, board)
+            if found is not None:
+                tested = found.get(nodeid)
+                if tested:
+                    self.note_collected(nodeid, tested.board, tested.test)
+            else:  # a worker that could not tell us (remote): the id's text, when unambiguous
+                board = guess_board(nodeid, self.boards)
+                if board:
+                    self.note_collected(nodeid, board)
 
     # -- the end of the run ----------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 BOARD_PROPERTY = "boardfarm.board"
+TEST_PROPERTY = "boardfarm.test"  # the test's name without its board's id (identity.py)
 INFO_PROPERTY = "boardfarm.info"
 NO_BOARD = "(no board)"
 SERIAL_SECTION = "serial log"
@@ -32,6 +33,7 @@ class TestResult:
     serial: str = ""
     path: str = ""
     line: int = 0  # 1-based line of the failure (or of the test), for annotations
+    test: str = ""  # the name without the board's id: a row of the tests x boards matrix
 
     @property
     def summary(self) -> str:
@@ -41,7 +43,11 @@ class TestResult:
 
     @property
     def name(self) -> str:
-        return self.nodeid.split("::", 1)[-1].split("@")[0]
+        return self.nodeid.split("::", 1)[-1]
+
+    @property
+    def row(self) -> str:
+        return self.test or self.name
 
     @property
     def classname(self) -> str:
@@ -78,10 +84,10 @@ class ResultsCollector:
     def __init__(self) -> None:
         self.tests: dict[str, TestResult] = {}
         self.info: dict[str, dict[str, str]] = {}
-        self.collected: dict[str, str] = {}  # nodeid -> board, for tests that never report
+        self.collected: dict[str, tuple[str, str]] = {}  # nodeid -> (board, test), for tests that never report
 
-    def note_collected(self, nodeid: str, board: str) -> None:
-        self.collected[nodeid] = board
+    def note_collected(self, nodeid: str, board: str, test: str = "") -> None:
+        self.collected[nodeid] = (board, test)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         board = _property(report, BOARD_PROPERTY) or NO_BOARD
@@ -91,6 +97,7 @@ class ResultsCollector:
         result = self.tests.get(report.nodeid)
         if result is None:
             result = self.tests[report.nodeid] = TestResult(report.nodeid, board)
+            result.test = str(_property(report, TEST_PROPERTY) or "")
             result.path, line = report.location[0], report.location[1]
             result.line = (line or 0) + 1
         result.duration += report.duration
@@ -113,9 +120,9 @@ class ResultsCollector:
 
     def by_board(self) -> list[BoardResults]:
         boards: dict[str, BoardResults] = {}
-        for nodeid, board in self.collected.items():
+        for nodeid, (board, test) in self.collected.items():
             if nodeid not in self.tests:  # collected, never reported: the run ended early
-                self.tests[nodeid] = TestResult(nodeid, board, "error", message=NOT_RUN)
+                self.tests[nodeid] = TestResult(nodeid, board, "error", message=NOT_RUN, test=test)
         for result in self.tests.values():
             entry = boards.setdefault(result.board, BoardResults(result.board, self.info.get(result.board, {})))
             entry.tests.append(result)

@@ -20,9 +20,11 @@ import pytest
 from . import health
 from .board import Board
 from .errors import BoardError, DeviceError
+from .identity import WorkerBoards, identify, write_worker_boards
 from .inventory import Farm
+from .ordering import order_by_board
 from .pool import Allocated, BoardPool, BoardUnavailable, FarmBoard
-from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION
+from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION, TEST_PROPERTY
 from .selection import Filters, marker_problems, no_match_reason, selected_boards
 
 FARM_KEY = pytest.StashKey["Farm | None"]()
@@ -54,6 +56,8 @@ class FarmSession:
         run_id = os.environ.get("BOARDFARM_RUN_ID") or f"run {uuid.uuid4().hex[:8]}"
         os.environ.setdefault("BOARDFARM_RUN_ID", run_id)  # xdist workers inherit it
         self.pool = BoardPool(farm, lock_timeout=config.getoption("farm_lock_timeout"), run_id=run_id)
+        self.worker_boards = WorkerBoards()  # xdist controller: each worker's {test id: board}
+        self.last_test_of: dict[str, str] = {}  # board -> its last test here (not under xdist)
         log_dir = config.getoption("farm_log_dir")
         self.log_dir = Path(config.invocation_params.dir, log_dir) if log_dir else None
 
@@ -83,12 +87,51 @@ class FarmSession:
             indirect=True,
         )
 
+    @pytest.hookimpl(trylast=True)  # the final order, after pytest's own reordering
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
-            callspec = getattr(item, "callspec", None)
-            name = callspec.params.get("board") if callspec else None
-            if name:
-                item.user_properties.append((BOARD_PROPERTY, name))
+            tested = identify(item)
+            if tested:
+                item.user_properties += [(BOARD_PROPERTY, tested.board), (TEST_PROPERTY, tested.test)]
+        if not hasattr(self.config, "workerinput"):  # under xdist the scheduler orders (all workers alike)
+            items[:] = order_by_board(items, self.pool.is_free)
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist's worker sends the collection to the controller
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        write_worker_boards(self.config, session.items)
+        if hasattr(self.config, "workerinput"):
+            return  # a worker runs only what it is sent: the next test tells (see _release_if_done)
+        for item in session.items:
+            tested = identify(item)
+            if tested:
+                self.last_test_of[tested.board] = item.nodeid
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: object) -> None:
+        """In the xdist controller: where this worker tells which test runs on which board."""
+        self.worker_boards.configure_node(node)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        finally:
+            self._release_if_done(item, nextitem)
+
+    def _release_if_done(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Release a board after its last test, so this process never holds one board
+        while it waits for another (two runs taking two boards in opposite orders).
+        Under xdist a board's tests come to a worker together: the next one tells."""
+        tested = identify(item)
+        if tested is None:
+            return
+        following = identify(nextitem) if nextitem is not None else None
+        if following is not None and following.board == tested.board:
+            return
+        if self.last_test_of.get(tested.board, item.nodeid) == item.nodeid:
+            self.pool.release(tested.board)
 
     # -- the fixture -----------------------------------------------------------
 
@@ -211,7 +254,7 @@ class FarmSession:
 
     def _write_log(self, item: pytest.Item, use: BoardUse) -> None:
         """The test's whole serial transcript: <log dir>/<board>/<file>__<test>.log."""
-        nodeid = item.nodeid.split("@")[0]  # without xdist's loadgroup suffix
+        nodeid = item.nodeid  # whole: "@" is part of an id (test_login[sim-1-user@example.com])
         module, _, test = nodeid.partition("::")
         stem = re.sub(r"[^A-Za-z0-9_.\[\]-]+", "_", f"{Path(module).stem}__{test}")[:150]
         path = self.log_dir / use.name / f"{stem}.log"  # type: ignore[operator]
@@ -223,3 +266,4 @@ class FarmSession:
 
     def pytest_unconfigure(self) -> None:
         self.pool.release_all()
+        self.worker_boards.close()

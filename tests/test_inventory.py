@@ -119,17 +119,20 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load_farm(tmp_path / "missing.yaml")
 
 
-def test_board_of_a_test_id() -> None:
-    from pytest_boardfarm.scheduling import board_of
+def test_guessing_the_board_from_a_test_id_only_when_unambiguous() -> None:
+    from pytest_boardfarm.identity import guess_board
 
-    boards = ["sim-1", "sim-10", "desk"]
-    assert board_of("t.py::test_x[sim-1]", boards) == "sim-1"
-    assert board_of("t.py::test_x[sim-10-3]", boards) == "sim-10"  # the longest name wins
-    assert board_of("t.py::test_x[sim-1-a-b]", boards) == "sim-1"
-    assert board_of("t.py::Test::test_x[desk]", boards) == "desk"
-    assert board_of("t.py::test_plain", boards) is None
-    assert board_of("t.py::test_x[no-board]", boards) is None
-    assert board_of("t.py::test_x[other-sim-1]", boards) is None
+    boards = ["sim-1", "sim-10", "desk", "a", "a-1", "café"]
+    assert guess_board("t.py::test_x[sim-1]", boards) == "sim-1"
+    assert guess_board("t.py::test_x[sim-10-3]", boards) == "sim-10"
+    assert guess_board("t.py::test_x[sim-1-a-b]", boards) == "sim-1"
+    assert guess_board("t.py::Test::test_x[desk]", boards) == "desk"
+    assert guess_board("t.py::test_x[caf\\xe9-1]", boards) == "café"  # pytest escapes non-ASCII ids
+    assert guess_board("t.py::test_x[a-1]", boards) is None  # board a with "1", or board a-1: cannot tell
+    assert guess_board("t.py::test_x[a-2]", boards) == "a"
+    assert guess_board("t.py::test_plain", boards) is None
+    assert guess_board("t.py::test_x[no-board]", boards) is None
+    assert guess_board("t.py::test_x[other-sim-1]", boards) is None
 
 
 # -- refused at load time, never a traceback (issue 9, "Farm files") ---------------------
