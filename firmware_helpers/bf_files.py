@@ -1,20 +1,35 @@
 # File helpers for pytest-boardfarm, run in a board's raw REPL.
+# The host defines the functions one operation needs, runs it, then deletes
+# them and collects: nothing stays on the board's heap between operations (a
+# micro:bit has ~9 KB). Results are printed, never built up: print() streams a
+# tuple's repr where repr() would allocate it whole.
 # Works with os.stat/os.ilistdir/hashlib where the firmware has them and with
 # os.size/os.listdir (flat file system) where it does not, e.g. micro:bit 1.9.
 # All names start with _bf so they stay out of the test's way.
-import os
 
-try:
-    import hashlib as _bf_h
-except ImportError:
+
+def _bf_hash():
+    # The hashlib module, or None (micro:bit 1.9 has none).
     try:
-        import uhashlib as _bf_h
+        import hashlib
     except ImportError:
-        _bf_h = None
+        try:
+            import uhashlib as hashlib
+        except ImportError:
+            hashlib = None
+    return hashlib
+
+
+def _bf_feat():
+    import os
+
+    print((hasattr(os, "stat"), hasattr(os, "mkdir"), _bf_hash() is not None))
 
 
 def _bf_size(n):
     # Size in bytes, -1 when missing, -2 for a directory.
+    import os
+
     try:
         if hasattr(os, "stat"):
             s = os.stat(n)
@@ -26,9 +41,10 @@ def _bf_size(n):
 
 def _bf_sum(n):
     # 'sha256:<hex>' where hashlib exists, else 'adler32:<int>' (zlib's Adler-32).
+    h = _bf_hash()
     f = open(n, "rb")
-    if _bf_h:
-        h = _bf_h.sha256()
+    if h:
+        h = h.sha256()
         while 1:
             d = f.read(256)
             if not d:
@@ -52,25 +68,25 @@ def _bf_sum(n):
 def _bf_state(n, size):
     # (size, checksum or None): the checksum only when the size already matches.
     s = _bf_size(n)
-    return (s, _bf_sum(n) if s == size else None)
+    print((s, _bf_sum(n) if s == size else None))
 
 
 def _bf_ls(p):
-    # [(name, is_dir, size)] for the entries of directory p.
-    r = []
+    # One (name, is_dir, size) line per entry of directory p, printed as found.
+    import os
+
     if hasattr(os, "ilistdir"):
         for e in os.ilistdir(p):
             d = e[1] & 0x4000 != 0
-            r.append((e[0], d, 0 if d else (e[3] if len(e) > 3 else _bf_size(p.rstrip("/") + "/" + e[0]))))
+            print((e[0], d, 0 if d else (e[3] if len(e) > 3 else _bf_size(p.rstrip("/") + "/" + e[0]))))
     else:
         for n in os.listdir():
-            r.append((n, False, os.size(n)))
-    return r
+            print((n, False, os.size(n)))
 
 
 def _bf_read(n):
-    # Print the file as 256-byte bytes literals, one per line. print(d) streams
-    # the literal; repr(d) would allocate it, which fragments a small heap.
+    # The file as 256-byte bytes literals, one per line; print(d) streams the
+    # literal where repr(d) would allocate it.
     f = open(n, "rb")
     while 1:
         d = f.read(256)
@@ -78,7 +94,3 @@ def _bf_read(n):
             break
         print(d)
     f.close()
-
-
-def _bf_feat():
-    return (hasattr(os, "stat"), hasattr(os, "mkdir"), _bf_h is not None)

@@ -26,6 +26,8 @@ RAW_PASTE_REQUEST = b"\x05A\x01"
 # program runs in the raw REPL, it means the board rebooted under it.
 REBOOTED = b'Type "help()" for more information.\r\n>>> '
 PARSER_OUT_OF_MEMORY = b"MemoryError: parser could not allocate enough memory"
+# Runs a staged source and frees it, whatever happens: nothing stays on the board's heap.
+STAGED_RUN = b"try:exec(_bf_s)\nfinally:del _bf_s"
 
 ENTER_ATTEMPTS = 4
 ENTER_ATTEMPT_SECONDS = 1.5
@@ -178,7 +180,7 @@ class RawRepl:
         try:
             if self.raw_paste is False and len(source) + 1 > self.pacing.window:
                 self._stage(source, deadline)
-                source = b"_bf_s=bytes(_bf_s)\nexec(_bf_s)"
+                source = STAGED_RUN
             return self._exec_parsed(source, deadline)
         except BoardTimeout as exc:
             self.recover()
@@ -189,7 +191,8 @@ class RawRepl:
 
     def _stage(self, source: bytes, deadline: Deadline) -> None:
         """Collect a long source on the board in pieces that each fit the window."""
-        for piece in _stage_pieces(source, self.pacing.window - 1):
+        # exec() wants bytes; the bytearray is garbage before the source compiles.
+        for piece in [*_stage_pieces(source, self.pacing.window - 1), b"_bf_s=bytes(_bf_s)"]:
             result = self._exec_parsed(piece, deadline)
             if result.stdout or result.stderr:
                 raise ProtocolError(f"{self.label}: staging a long source failed: {result.stderr!r}")
@@ -299,12 +302,13 @@ def _stage_pieces(source: bytes, limit: int) -> list[bytes]:
     """Statements that collect ``source`` in ``_bf_s`` on the board, each <= ``limit`` bytes.
 
     A bytearray grown in place: a list of pieces joined at the end fragments a
-    small heap until the join itself cannot allocate.
+    small heap until the join itself cannot allocate. Pieces are sent as
+    :func:`literals.expression`, so the board's parser interns none of them.
     """
     first, rest = b"_bf_s=bytearray(%s)", b"_bf_s.extend(%s)"
     room = limit - len(rest) + 2
     return [
-        (rest if index else first) % repr(piece).encode()
+        (rest if index else first) % literals.expression(piece).encode()
         for index, piece in enumerate(literals.pieces(source, room - (len(first) - len(rest))))
     ]
 
