@@ -34,6 +34,10 @@ ENTER_ATTEMPT_SECONDS = 1.5
 QUIET_SECONDS = 0.02  # "the board has stopped talking" while draining at entry
 DRAIN_LIMIT_SECONDS = 0.3
 RECOVERY_SECONDS = 5.0
+# A board (or a TCP peer) that floods output must not fill the host's memory: one
+# reply may hold this much before the wait is cut short; errors keep a tail.
+PENDING_LIMIT = 16 << 20
+ERROR_TAIL = 64 << 10
 
 
 class Transport(Protocol):
@@ -113,6 +117,12 @@ class RawRepl:
                 del self._buf[:end]
                 return out
             searched = max(0, len(self._buf) - len(marker) + 1)
+            if len(self._buf) > PENDING_LIMIT:
+                raise BoardTimeout(
+                    f"{self.label}: gave up waiting for {what}: the board printed over {PENDING_LIMIT} bytes; "
+                    f"the last were: {_tail(self._buf)!r}",
+                    _tail(self._buf, ERROR_TAIL),
+                )
             if deadline.expired():
                 raise BoardTimeout(
                     f"{self.label}: timed out after {deadline.seconds:g}s waiting for {what}; "
@@ -133,7 +143,7 @@ class RawRepl:
         """Discard what the board sends until it is quiet (bounded)."""
         limit = deadline.sooner(DRAIN_LIMIT_SECONDS)
         while self._fill(min(QUIET_SECONDS, limit.remaining())) and not limit.expired():
-            pass
+            self._buf.clear()  # discarded anyway: a flood must not pile up here
         self._buf.clear()
 
     # -- entering ----------------------------------------------------------------
@@ -158,6 +168,7 @@ class RawRepl:
                 return
             except BoardTimeout as exc:
                 seen += exc.output
+                del seen[:-ERROR_TAIL]
         raise BoardTimeout(
             f"{self.label}: could not enter the raw REPL after {ENTER_ATTEMPTS} attempts; "
             f"the board printed: {readable(bytes(seen[-300:]))!r}",
