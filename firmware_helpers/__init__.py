@@ -15,9 +15,19 @@ _CALL = re.compile(r"\b(_bf_\w+)\(")
 
 
 def source(name: str) -> str:
-    """One helper file's text without comment and blank lines (less for a small board to buffer)."""
+    """One helper file's text without comments and blank lines, one space an indent level.
+
+    Less for a small board to receive and buffer: helpers are sent for every operation.
+    """
     text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
-    return "\n".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    lines = (line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    return "\n".join(_narrow(line) for line in lines)
+
+
+def _narrow(line: str) -> str:
+    body = line.lstrip(" ")
+    indent = len(line) - len(body)
+    return " " * (indent // 4) + body if indent % 4 == 0 else line
 
 
 def blocks(name: str) -> list[str]:

@@ -152,9 +152,7 @@ class RemoteFiles:
     def _clean_up(self) -> None:
         """Delete the helpers (those a reboot already took too) and collect the garbage."""
         names, self._defined[:] = tuple(self._defined), []
-        if names:
-            self._run(f"[globals().pop(n,None) for n in {names!r}]")
-        self._run(_COLLECT)
+        self._run(f"[globals().pop(n,None) for n in {names!r}]\n{_COLLECT}" if names else _COLLECT)
 
     def path(self, path: str) -> str:
         """Normalise a board path; refuse ones that climb out of the root."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_boardfarm import Board, BoardTimeout, DeviceError
+from pytest_boardfarm import Board, BoardRebooted, BoardTimeout, DeviceError
 from pytest_boardfarm.files import RemoteFiles
 
 SMALL = 400  # bytes: "within a few hundred bytes of before"
@@ -81,7 +81,7 @@ def test_many_puts_in_a_row_after_a_soft_reset(fresh: Board) -> None:
     assert fresh.exec("x=1") == ""  # the board can still parse (mpremote could not, before)
 
 
-def test_too_big_a_file_leaves_no_partial_file_and_a_usable_board(fresh: Board) -> None:
+def test_too_big_a_file_leaves_no_partial_file_and_a_usable_board(fresh: Board, tmp_path: Path) -> None:
     before = mem_free(fresh)
     for _ in range(2):  # the second time proves the first left the board fit
         with pytest.raises(DeviceError, match="no space left"):
@@ -90,6 +90,16 @@ def test_too_big_a_file_leaves_no_partial_file_and_a_usable_board(fresh: Board) 
     assert before - mem_free(fresh) < SMALL
     fresh.put(binary(4096, 6), "fits.bin")
     assert fresh.get("fits.bin") == binary(4096, 6)
+    fresh.remove("fits.bin")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "a_main.py").write_text("print('hi')\n")
+    (tmp_path / "app" / "b_huge.bin").write_bytes(binary(20 * 1024, 7))
+    with pytest.raises(DeviceError, match="no space left"):
+        fresh.deploy(tmp_path / "app")  # a deploy too big for the board...
+    assert [e.name for e in fresh.ls()] == ["a_main.py"]  # ...leaves what fitted, no partial file
+    assert before - mem_free(fresh) < SMALL
+    (tmp_path / "app" / "b_huge.bin").unlink()
+    assert fresh.deploy(tmp_path / "app").skipped == ["a_main.py"]  # and the board is fine for the next run
 
 
 @contextlib.contextmanager
@@ -125,6 +135,7 @@ FAULTS = {
     "device error": (DeviceError, lambda board: lambda code: "raise OSError(5)"),
     "memory error": (DeviceError, lambda board: lambda code: "b=bytearray(20000)"),
     "timeout": (BoardTimeout, lambda board: lambda code: "while 1:\n pass"),
+    "reboot": (BoardRebooted, lambda board: lambda code: "import microbit\nmicrobit.reset()"),
     "interrupt here": (KeyboardInterrupt, host_interrupt),
 }
 
