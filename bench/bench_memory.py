@@ -27,8 +27,11 @@ def binary(size: int, seed: int) -> bytes:
     return bytes((i * 131 + seed * 7 + (i >> 8) * seed) % 256 for i in range(size))
 
 
-def mem_free(board: Board) -> int:
-    return int(board.eval("__import__('gc').collect() or __import__('gc').mem_free()"))
+def mem_free(board: Board) -> int | str:
+    try:
+        return int(board.eval("__import__('gc').collect() or __import__('gc').mem_free()"))
+    except BoardError as exc:
+        return f"unknown ({type(exc).__name__})"
 
 
 def attempt(failures: Counter[str], fn: Callable[[], object]) -> float | None:

@@ -8,8 +8,9 @@
 # All names start with _bf so they stay out of the test's way.
 
 
-def _bf_hash():
-    # The hashlib module, or None (micro:bit 1.9 has none).
+def _bf_feat():
+    import os
+
     try:
         import hashlib
     except ImportError:
@@ -17,13 +18,7 @@ def _bf_hash():
             import uhashlib as hashlib
         except ImportError:
             hashlib = None
-    return hashlib
-
-
-def _bf_feat():
-    import os
-
-    print((hasattr(os, "stat"), hasattr(os, "mkdir"), _bf_hash() is not None))
+    print((hasattr(os, "stat"), hasattr(os, "mkdir"), hashlib is not None))
 
 
 def _bf_size(n):
@@ -39,21 +34,28 @@ def _bf_size(n):
         return -1
 
 
-def _bf_sum(n):
-    # 'sha256:<hex>' where hashlib exists, else 'adler32:<int>' (zlib's Adler-32).
-    h = _bf_hash()
+def _bf_sha(n):
+    # 'sha256:<hex>', where the firmware has hashlib.
+    try:
+        import hashlib
+    except ImportError:
+        import uhashlib as hashlib
+    h = hashlib.sha256()
     f = open(n, "rb")
-    if h:
-        h = h.sha256()
-        while 1:
-            d = f.read(256)
-            if not d:
-                break
-            h.update(d)
-        f.close()
-        return "sha256:" + "".join(["%02x" % c for c in h.digest()])
+    while 1:
+        d = f.read(256)
+        if not d:
+            break
+        h.update(d)
+    f.close()
+    return "sha256:" + "".join(["%02x" % c for c in h.digest()])
+
+
+def _bf_adler(n):
+    # 'adler32:<int>' (zlib's Adler-32), where it has none.
     a = 1
     b = 0
+    f = open(n, "rb")
     while 1:
         d = f.read(256)
         if not d:
@@ -65,10 +67,10 @@ def _bf_sum(n):
     return "adler32:%d" % ((b << 16) | a)
 
 
-def _bf_state(n, size):
+def _bf_state(n, size, checksum):
     # (size, checksum or None): the checksum only when the size already matches.
     s = _bf_size(n)
-    print((s, _bf_sum(n) if s == size else None))
+    print((s, checksum(n) if s == size else None))
 
 
 def _bf_ls(p):

@@ -74,7 +74,7 @@ def literal(text: str) -> str:
 
 
 def checksum(data: bytes, sha256: bool) -> str:
-    """The host-side twin of ``_bf_sum`` in firmware_helpers/bf_files.py."""
+    """The host-side twin of ``_bf_sha``/``_bf_adler`` in firmware_helpers/bf_files.py."""
     if sha256:
         return "sha256:" + hashlib.sha256(data).hexdigest()
     return f"adler32:{zlib.adler32(data)}"
@@ -262,9 +262,15 @@ class RemoteFiles:
     def matches(self, data: bytes, path: str) -> bool:
         """True when the board's file has exactly these bytes (size, then checksum)."""
         name = literal(self.path(path))
-        with self._using("_bf_state"):
-            size, digest = parse_value(self._run(f"_bf_state({name},{len(data)})"), "file state")
+        summer = self._summer
+        with self._using("_bf_state", summer):
+            size, digest = parse_value(self._run(f"_bf_state({name},{len(data)},{summer})"), "file state")
         return bool(size == len(data) and digest == checksum(data, self.features.hashlib))
+
+    @property
+    def _summer(self) -> str:
+        """The board's checksum helper: only the one its firmware can run is sent."""
+        return "_bf_sha" if self.features.hashlib else "_bf_adler"
 
     def deploy(self, local_dir: Path, remote_dir: str = "/") -> DeployResult:
         """Copy a tree; files already identical on the board are skipped."""
@@ -275,7 +281,7 @@ class RemoteFiles:
         for local, rel in _tree(root):
             remote = f"{remote_dir.rstrip('/')}/{rel}"
             data = local.read_bytes()
-            with self._using("_bf_state"):  # defined once for the whole tree
+            with self._using("_bf_state", self._summer):  # defined once for the whole tree
                 if self.matches(data, remote):
                     result.skipped.append(rel)
                     continue

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import firmware_helpers
 from pytest_boardfarm import literals
+from pytest_boardfarm.files import checksum
 from pytest_boardfarm.rawrepl import _stage_pieces
 
 
@@ -64,12 +68,8 @@ def test_helper_blocks_are_whole_statements() -> None:
 
 
 def test_an_operation_gets_the_helpers_it_calls() -> None:
-    assert sorted(firmware_helpers.needed("bf_files.py", "_bf_state")) == [
-        "_bf_hash",
-        "_bf_size",
-        "_bf_state",
-        "_bf_sum",
-    ]
+    assert sorted(firmware_helpers.needed("bf_files.py", "_bf_state")) == ["_bf_size", "_bf_state"]
+    assert sorted(firmware_helpers.needed("bf_files.py", "_bf_ls")) == ["_bf_ls", "_bf_size"]
     assert sorted(firmware_helpers.needed("bf_files.py", "_bf_read")) == ["_bf_read"]
 
 
@@ -79,3 +79,13 @@ def test_helpers_use_only_micropython_1_9_syntax() -> None:
     for block in firmware_helpers.blocks("bf_files.py"):
         tree = python_ast.parse(block)
         assert not any(isinstance(node, python_ast.JoinedStr) for node in python_ast.walk(tree)), block
+
+
+@pytest.mark.parametrize(("helper", "sha256"), [("_bf_sha", True), ("_bf_adler", False)])
+def test_board_checksums_match_the_host_twin(helper: str, sha256: bool, tmp_path: Path) -> None:
+    # CPython runs the board's code here: the same arithmetic the board does.
+    data = bytes(range(256)) * 5 + b"tail"
+    (tmp_path / "f.bin").write_bytes(data)
+    namespace: dict[str, Any] = {}
+    exec(firmware_helpers.functions("bf_files.py")[helper], namespace)
+    assert namespace[helper](str(tmp_path / "f.bin")) == checksum(data, sha256)
