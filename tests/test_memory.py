@@ -172,3 +172,20 @@ def test_ls_of_fifty_files_streams(mb: Board, tmp_path: Path) -> None:
         assert all(e.size == len(f"VALUE = {i}\n") for i, e in enumerate(entries))
     for entry in mb.ls():
         mb.remove(entry.name)
+
+
+def test_every_file_operation_stays_within_the_uart_window(fresh: Board, tmp_path: Path) -> None:
+    # A real micro:bit's UART ring holds 63 bytes: no source may outgrow the write window.
+    sent: list[bytes] = []
+    write = fresh._transport.write
+    fresh._transport.write = lambda data: (sent.append(data), write(data))[1]  # type: ignore[method-assign]
+    try:
+        fresh.put(bytes(range(256)) * 4, "w.bin")
+        fresh.put("naïve ✓ 'name'".encode() * 3, "it's ✓.txt")
+        assert fresh.get("w.bin") == bytes(range(256)) * 4
+        fresh.ls()
+        fresh.remove("w.bin")
+    finally:
+        fresh._transport.write = write  # type: ignore[method-assign]
+    sources = b"".join(sent).split(b"\x04")
+    assert max(len(s) for s in sources) + 1 <= fresh._repl.pacing.window
