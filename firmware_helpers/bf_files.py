@@ -1,20 +1,30 @@
 # File helpers for pytest-boardfarm, run in a board's raw REPL.
+# The host defines the functions one operation needs, runs it, then deletes
+# them and collects: nothing stays on the board's heap between operations (a
+# micro:bit has ~9 KB). Results are printed, never built up: print() streams a
+# tuple's repr where repr() would allocate it whole.
 # Works with os.stat/os.ilistdir/hashlib where the firmware has them and with
 # os.size/os.listdir (flat file system) where it does not, e.g. micro:bit 1.9.
 # All names start with _bf so they stay out of the test's way.
-import os
 
-try:
-    import hashlib as _bf_h
-except ImportError:
+
+def _bf_feat():
+    import os
+
     try:
-        import uhashlib as _bf_h
+        import hashlib
     except ImportError:
-        _bf_h = None
+        try:
+            import uhashlib as hashlib
+        except ImportError:
+            hashlib = None
+    print((hasattr(os, "stat"), hasattr(os, "mkdir"), hashlib is not None))
 
 
 def _bf_size(n):
     # Size in bytes, -1 when missing, -2 for a directory.
+    import os
+
     try:
         if hasattr(os, "stat"):
             s = os.stat(n)
@@ -24,20 +34,28 @@ def _bf_size(n):
         return -1
 
 
-def _bf_sum(n):
-    # 'sha256:<hex>' where hashlib exists, else 'adler32:<int>' (zlib's Adler-32).
+def _bf_sha(n):
+    # 'sha256:<hex>', where the firmware has hashlib.
+    try:
+        import hashlib
+    except ImportError:
+        import uhashlib as hashlib
+    h = hashlib.sha256()
     f = open(n, "rb")
-    if _bf_h:
-        h = _bf_h.sha256()
-        while 1:
-            d = f.read(256)
-            if not d:
-                break
-            h.update(d)
-        f.close()
-        return "sha256:" + "".join(["%02x" % c for c in h.digest()])
+    while 1:
+        d = f.read(256)
+        if not d:
+            break
+        h.update(d)
+    f.close()
+    return "sha256:" + "".join(["%02x" % c for c in h.digest()])
+
+
+def _bf_adler(n):
+    # 'adler32:<int>' (zlib's Adler-32), where it has none.
     a = 1
     b = 0
+    f = open(n, "rb")
     while 1:
         d = f.read(256)
         if not d:
@@ -49,28 +67,28 @@ def _bf_sum(n):
     return "adler32:%d" % ((b << 16) | a)
 
 
-def _bf_state(n, size):
+def _bf_state(n, size, checksum):
     # (size, checksum or None): the checksum only when the size already matches.
     s = _bf_size(n)
-    return (s, _bf_sum(n) if s == size else None)
+    print((s, checksum(n) if s == size else None))
 
 
 def _bf_ls(p):
-    # [(name, is_dir, size)] for the entries of directory p.
-    r = []
+    # One (name, is_dir, size) line per entry of directory p, printed as found.
+    import os
+
     if hasattr(os, "ilistdir"):
         for e in os.ilistdir(p):
             d = e[1] & 0x4000 != 0
-            r.append((e[0], d, 0 if d else (e[3] if len(e) > 3 else _bf_size(p.rstrip("/") + "/" + e[0]))))
+            print((e[0], d, 0 if d else (e[3] if len(e) > 3 else _bf_size(p.rstrip("/") + "/" + e[0]))))
     else:
         for n in os.listdir():
-            r.append((n, False, os.size(n)))
-    return r
+            print((n, False, os.size(n)))
 
 
 def _bf_read(n):
-    # Print the file as 256-byte bytes literals, one per line. print(d) streams
-    # the literal; repr(d) would allocate it, which fragments a small heap.
+    # The file as 256-byte bytes literals, one per line; print(d) streams the
+    # literal where repr(d) would allocate it.
     f = open(n, "rb")
     while 1:
         d = f.read(256)
@@ -78,7 +96,3 @@ def _bf_read(n):
             break
         print(d)
     f.close()
-
-
-def _bf_feat():
-    return (hasattr(os, "stat"), hasattr(os, "mkdir"), _bf_h is not None)

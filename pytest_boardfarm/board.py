@@ -58,7 +58,7 @@ class Board:
         self.transcript = Transcript()
         self._transport = transport
         self._repl = RawRepl(transport, self.transcript, pacing=pacing, label=name)
-        self.files = RemoteFiles(self.exec, lambda: self._repl.statement_room)
+        self.files = RemoteFiles(self.exec, lambda: self._repl.statement_room, self._repl.recover)
 
     # -- lifecycle -------------------------------------------------------------
 

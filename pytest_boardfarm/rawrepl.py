@@ -26,6 +26,8 @@ RAW_PASTE_REQUEST = b"\x05A\x01"
 # program runs in the raw REPL, it means the board rebooted under it.
 REBOOTED = b'Type "help()" for more information.\r\n>>> '
 PARSER_OUT_OF_MEMORY = b"MemoryError: parser could not allocate enough memory"
+# Runs a staged source and frees it, whatever happens: nothing stays on the board's heap.
+STAGED_RUN = b"try:exec(_bf_s)\nfinally:del _bf_s"
 
 ENTER_ATTEMPT_SECONDS = 1.5  # one try of Ctrl-C, Ctrl-A; tries repeat until the caller's deadline
 QUIET_SECONDS = 0.02  # "the board has stopped talking" while draining at entry
@@ -34,6 +36,10 @@ DRAIN_LIMIT_SECONDS = 0.3
 # board that can be interrupted answers in milliseconds; one that cannot (some
 # ports ignore Ctrl-C) is handed to the recovery ladder instead of waiting on.
 INTERRUPT_SECONDS = 2.0
+# A board (or a TCP peer) that floods output must not fill the host's memory: one
+# reply may hold this much before the wait is cut short; errors keep a tail.
+PENDING_LIMIT = 16 << 20
+ERROR_TAIL = 64 << 10
 
 
 class Transport(Protocol):
@@ -116,6 +122,12 @@ class RawRepl:
                 del self._buf[:end]
                 return out
             searched = max(0, len(self._buf) - len(marker) + 1)
+            if len(self._buf) > PENDING_LIMIT:
+                raise BoardTimeout(
+                    f"{self.label}: gave up waiting for {what}: the board printed over {PENDING_LIMIT} bytes; "
+                    f"the last were: {_tail(self._buf)!r}",
+                    _tail(self._buf, ERROR_TAIL),
+                )
             if deadline.expired():
                 raise BoardTimeout(
                     f"{self.label}: timed out after {deadline.seconds:g}s waiting for {what}; "
@@ -136,7 +148,7 @@ class RawRepl:
         """Discard what the board sends until it is quiet (bounded)."""
         limit = deadline.sooner(DRAIN_LIMIT_SECONDS)
         while self._fill(min(QUIET_SECONDS, limit.remaining())) and not limit.expired():
-            pass
+            self._buf.clear()  # discarded anyway: a flood must not pile up here
         self._buf.clear()
 
     # -- entering ----------------------------------------------------------------
@@ -168,6 +180,7 @@ class RawRepl:
                 return
             except BoardTimeout as exc:
                 seen += exc.output
+                del seen[:-ERROR_TAIL]
         self.interrupt_failed = not prompt_seen
         raise BoardTimeout(
             f"{self.label}: could not enter the raw REPL within {deadline.seconds:g}s "
@@ -192,7 +205,7 @@ class RawRepl:
         try:
             if self.raw_paste is False and len(source) + 1 > self.pacing.window:
                 self._stage(source, deadline)
-                source = b"_bf_s=bytes(_bf_s)\nexec(_bf_s)"
+                source = STAGED_RUN
             result = self._exec_parsed(source, deadline)
         except BoardTimeout as exc:
             if not self._interrupted():
@@ -218,7 +231,8 @@ class RawRepl:
 
     def _stage(self, source: bytes, deadline: Deadline) -> None:
         """Collect a long source on the board in pieces that each fit the window."""
-        for piece in _stage_pieces(source, self.pacing.window - 1):
+        # exec() wants bytes; the bytearray is garbage before the source compiles.
+        for piece in [*_stage_pieces(source, self.pacing.window - 1), b"_bf_s=bytes(_bf_s)"]:
             result = self._exec_parsed(piece, deadline)
             if result.stdout or result.stderr:
                 raise ProtocolError(f"{self.label}: staging a long source failed: {result.stderr!r}")
@@ -349,12 +363,13 @@ def _stage_pieces(source: bytes, limit: int) -> list[bytes]:
     """Statements that collect ``source`` in ``_bf_s`` on the board, each <= ``limit`` bytes.
 
     A bytearray grown in place: a list of pieces joined at the end fragments a
-    small heap until the join itself cannot allocate.
+    small heap until the join itself cannot allocate. Pieces are sent as
+    :func:`literals.expression`, so the board's parser interns none of them.
     """
     first, rest = b"_bf_s=bytearray(%s)", b"_bf_s.extend(%s)"
     room = limit - len(rest) + 2
     return [
-        (rest if index else first) % repr(piece).encode()
+        (rest if index else first) % literals.expression(piece).encode()
         for index, piece in enumerate(literals.pieces(source, room - (len(first) - len(rest))))
     ]
 
