@@ -103,7 +103,8 @@ class FarmReporter(ResultsCollector):
 
     def pytest_unconfigure(self) -> None:
         """A run stopped before its session started still leaves a (valid, maybe empty) report."""
-        self._write_reports()
+        if self._interrupt is not None or self._session is not None:  # not for --help, --version
+            self._write_reports()
 
     def _write_reports(self) -> None:
         """JUnit and GitHub output, once. Best effort: a report that cannot be written is

@@ -225,6 +225,8 @@ class FarmSession:
         """The host time this board test may take, or None when it is not ours to limit."""
         if "board" not in getattr(item, "fixturenames", ()):
             return None
+        if self.config.getoption("usepdb", False) or self.config.getoption("trace", False):
+            return None  # a person at a debugger prompt is not a hang
         seconds = limit_for(item)
         if seconds <= 0 or timed_by_pytest_timeout(item) or not can_interrupt():
             return None

@@ -323,7 +323,6 @@ def test_later(board):
         assert len(cut) == 3  # nothing ran after the first failure
 
 
-
 def test_reports_are_best_effort(pytester: pytest.Pytester, farm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (pytester.path / "a-file").write_text("not a directory\n")  # as root, permissions stop nothing: this does
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "a-file" / "summary.md"))
