@@ -543,7 +543,10 @@ def test_pytest_timeout_does_not_poison_the_board(
     pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
 ) -> None:
     pytest.importorskip("pytest_timeout")
-    farm(pytester, tmp_path, victim.url)
+    (pytester.path / "farm.yaml").write_text(  # the default 10 s device deadline: longer than --timeout
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
+        f"  - {{name: victim, port: '{victim.url}'}}\n  - {{name: bystander, emulator: microbit}}\n"
+    )
     suite = (
         """
 import time, pytest

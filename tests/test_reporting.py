@@ -288,16 +288,25 @@ def test_collect_only_reports_no_errors(
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
 def test_deselected_tests_are_not_errors(pytester: pytest.Pytester, farm: Path, workers: list[str]) -> None:
-    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyfile(
+        test_suite="""
+def test_ok(board):
+    pass
+
+def test_bad(board):
+    assert board.name == "sim-1"
+"""
+    )
     args = ["--farm", str(farm), "--farm-junit", "junit.xml", "-v", *workers]
-    pytester.runpytest_subprocess(*args, timeout=120)  # test_fails fails on both boards: --lf's cache
-    again = pytester.runpytest_subprocess(*args, "--lf", "--deselect", "test_suite.py::test_fails[sim-2]", timeout=120)
+    pytester.runpytest_subprocess(*args, timeout=120)  # test_bad[sim-2] fails: --lf's cache
+    again = pytester.runpytest_subprocess(*args, "--lf", "test_suite.py", timeout=120)
     assert again.ret == pytest.ExitCode.TESTS_FAILED
     cases = junit_cases(pytester.path / "junit.xml")
-    assert {name: junit_outcome(case)[0] for name, case in cases.items()} == {"test_fails[sim-1]": "failure"}
-    keyword = run(pytester, *args, "-k", "passes")
-    cases = junit_cases(pytester.path / "junit.xml")
-    assert keyword.ret == pytest.ExitCode.OK and set(cases) == {"test_passes[sim-1]", "test_passes[sim-2]"}
+    assert {name: junit_outcome(case)[0] for name, case in cases.items()} == {"test_bad[sim-2]": "failure"}
+    for deselect in (["-k", "ok"], ["--deselect", "test_suite.py::test_bad"], ["-m", "slow"]):
+        run(pytester, *args, *deselect)
+        cases = junit_cases(pytester.path / "junit.xml")
+        assert set(cases) == ({"test_ok[sim-1]", "test_ok[sim-2]"} if deselect[0] != "-m" else set())
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
