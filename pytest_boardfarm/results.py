@@ -148,8 +148,9 @@ class ResultsCollector:
             if result.started and not result.called and result.outcome != "skipped":
                 if end.nothing_runs:
                     continue
+                message = "\n".join(filter(None, (result.message, end.during)))  # its summary: the stop
                 details = "\n".join(filter(None, (end.during, result.details)))
-                result = replace(result, outcome="error", message=end.during, details=details)
+                result = replace(result, outcome="error", message=message, details=details)
             out.append(result)
         if not end.nothing_runs:
             for nodeid, board in self.collected.items():

@@ -356,3 +356,36 @@ def test_reports_are_best_effort(pytester: pytest.Pytester, farm: Path, monkeypa
     assert out.count("could not write the JUnit file a-file/junit.xml: [Errno") == 1
     assert out.count("could not write the GitHub job summary") == 1
     assert "JUnit per board:" not in out  # the table does not point at a file that is not there
+
+
+def report(nodeid: str, when: str, outcome: str = "passed", longrepr: str | None = None) -> pytest.TestReport:
+    from pytest_boardfarm.results import BOARD_PROPERTY
+
+    return pytest.TestReport(
+        nodeid, ("t.py", 1, nodeid), {}, outcome, longrepr, when, user_properties=[(BOARD_PROPERTY, "b")]
+    )
+
+
+def test_a_test_without_its_call_report_is_never_passed() -> None:
+    from pytest_boardfarm.results import ResultsCollector, RunEnd
+
+    collector = ResultsCollector()
+    for nodeid in ("t.py::a[b]", "t.py::cut[b]", "t.py::crashed[b]", "t.py::never[b]"):
+        collector.note_collected(nodeid, "b")
+    for phase in ("setup", "call", "teardown"):
+        collector.pytest_runtest_logreport(report("t.py::a[b]", phase))
+    collector.pytest_runtest_logreport(report("t.py::cut[b]", "setup"))  # Ctrl-C in its call: no call report
+    collector.pytest_runtest_logreport(report("t.py::crashed[b]", "setup"))
+    collector.pytest_runtest_logreport(report("t.py::crashed[b]", "teardown", "failed", "worker 'gw0' crashed"))
+    end = RunEnd.stopped("the run was stopped")
+    (board,) = collector.by_board(end)
+    got = {t.nodeid: (t.outcome, t.summary) for t in board.tests}
+    assert got == {
+        "t.py::a[b]": ("passed", "passed"),
+        "t.py::cut[b]": ("error", "interrupted: the run was stopped during this test"),
+        "t.py::crashed[b]": ("error", "interrupted: the run was stopped during this test"),
+        "t.py::never[b]": ("error", "not run: the run was stopped before this test"),
+    }
+    assert "worker 'gw0' crashed" in next(t.details for t in board.tests if t.nodeid == "t.py::crashed[b]")
+    (board,) = collector.by_board(RunEnd(nothing_runs=True))  # --collect-only, --setup-only
+    assert [t.nodeid for t in board.tests] == ["t.py::a[b]"]
