@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import uuid
 import warnings
 from collections.abc import Generator, Iterator
@@ -217,7 +218,10 @@ class FarmSession:
         if kind not in self._warned:
             self._warned.add(kind)
             message = f"{text}; the tests go on (further {kind} failures are not reported)"
-            warnings.warn(ReportWarning(message), stacklevel=1)
+            try:
+                warnings.warn(ReportWarning(message), stacklevel=1)
+            except Warning:  # -W error: still never a reason to stop the run
+                print(f"boardfarm: WARNING: {message}", file=sys.stderr)
 
     # -- the wall-clock limit on the host (timelimit.py) ---------------------------
 
