@@ -22,6 +22,7 @@ from .reporting import FarmReporter
 from .scheduling import BoardScheduling
 from .selection import Filters, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
+from .timelimit import DEFAULT_SECONDS as DEFAULT_TEST_SECONDS
 
 RESET_MODES = ("test", "module", "session", "never")
 DEFAULT_LOG_DIR = "boardfarm-results/serial-logs"
@@ -53,6 +54,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="deadline for each device operation, overriding farm.yaml and @pytest.mark.board(timeout=...)",
     )
+    group.addoption(
+        "--farm-test-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"wall-clock limit on the host for each board test (default {DEFAULT_TEST_SECONDS:g}; 0 for none); "
+        "@pytest.mark.board(test_timeout=...) sets a test's own; pytest-timeout, where it times a test, takes over",
+    )
     group.addoption("--farm-junit", metavar="PATH", help="write a JUnit XML file with one testsuite per board")
     group.addoption(
         "--farm-log-dir",
@@ -61,6 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"serial logs, one file per board per test (default {DEFAULT_LOG_DIR}; '' for none)",
     )
     parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
+    parser.addini("boardfarm_test_timeout", "default for --farm-test-timeout (seconds)")
 
 
 def _seconds_option(*, zero_ok: bool) -> Callable[[str], float]:
@@ -129,7 +138,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardSchedul
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "board(name=None, platform=None, tags=None, timeout=None): run this test only on matching farm boards",
+        "board(name=None, platform=None, tags=None, timeout=None, test_timeout=None): run this test only on "
+        "matching farm boards; timeout: each device operation's deadline, test_timeout: the test's on the host",
     )
     farm = _load(config)
     if farm is None:

@@ -36,7 +36,7 @@ class Filters:
         return [b for b in boards if b.matches(names=self.names, platforms=self.platforms, tags=self.tags)]
 
 
-MARKER_KEYS = ("name", "platform", "tags", "timeout")
+MARKER_KEYS = ("name", "platform", "tags", "timeout", "test_timeout")
 
 
 def marker_problems(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]:
