@@ -56,7 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--farm-test-timeout",
-        type=float,
+        type=_seconds_option(zero_ok=True),
         metavar="SECONDS",
         help=f"wall-clock limit on the host for each board test (default {DEFAULT_TEST_SECONDS:g}; 0 for none); "
         "@pytest.mark.board(test_timeout=...) sets a test's own; pytest-timeout, where it times a test, takes over",
@@ -144,6 +144,14 @@ def pytest_configure(config: pytest.Config) -> None:
     farm = _load(config)
     if farm is None:
         return
+    ini_limit = config.getini("boardfarm_test_timeout")
+    if ini_limit:
+        try:
+            seconds(ini_limit, zero_ok=True)
+        except ValueError:
+            raise pytest.UsageError(
+                f"ini boardfarm_test_timeout = {ini_limit!r}: expected {seconds_rule(zero_ok=True)}"
+            ) from None
     _stop_cleanly_on_sigterm(config)
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
