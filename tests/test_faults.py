@@ -7,14 +7,11 @@ the run starts itself, whose tests must all pass.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from pytest_boardfarm import connect
 from pytest_boardfarm.emulator import MicrobitEmulator
 
 from .procs import assert_no_emulators, marked
+from .tcprelay import TcpRelay
 from .test_plugin import outcomes, run
 
 
@@ -320,49 +318,13 @@ def test_busy_main_py_printing_at_boot(pytester: pytest.Pytester, tmp_path: Path
     check_bystander(got)
 
 
-class NoisyProxy:
-    """Relays a TCP serial port, first sending a burst of line noise to each client."""
-
-    NOISE = bytes(random.Random(7).randrange(256) for _ in range(300)) + b"\r\n>>> raw REPL; CTRL-B\x04\x04>OK"
-
-    def __init__(self, target: str) -> None:
-        host, port = target.removeprefix("socket://").split(":")
-        self.target = (host, int(port))
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            client.sendall(self.NOISE)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(4096):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.server.close()
+NOISE = bytes(random.Random(7).randrange(256) for _ in range(300)) + b"\r\n>>> raw REPL; CTRL-B\x04\x04>OK"
 
 
 def test_noise_on_the_line_before_the_banner(
     pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
 ) -> None:
-    proxy = NoisyProxy(victim.url)
+    proxy = TcpRelay(victim.url, greeting=NOISE)  # line noise before each connection
     try:
         farm(pytester, tmp_path, proxy.url)
         result, took = faulty_run(pytester, BYSTANDER_TESTS, "-n", "2")
