@@ -208,6 +208,14 @@ def _holder(base: Path, python: str, user: list[str], key: str, wait: float = 20
     return proc
 
 
+def _finish(proc: Popen[str]) -> tuple[str, str]:
+    """The rest of what the holder printed, read through the buffer ``readline`` used
+    (``communicate`` reads the pipe itself and would miss lines already buffered)."""
+    proc.wait(timeout=30)
+    assert proc.stdout is not None and proc.stderr is not None
+    return proc.stdout.read(), proc.stderr.read()
+
+
 def _kill(proc: Popen[str]) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -238,7 +246,7 @@ def test_root_waits_for_nobodys_lock_and_takes_it_when_nobody_is_killed(two_user
     finally:
         _kill(proc)
     again = _holder(base, python, NOBODY, "board-1", hold=0)  # and nobody can have it back
-    out, err = again.communicate(timeout=20)
+    out, err = _finish(again)
     assert out.split() == ["locked", "released"], err
 
 
@@ -257,7 +265,7 @@ def test_nobody_waits_for_roots_lock_and_takes_it_when_root_is_killed(two_users:
         assert nobody.stdout is not None and nobody.stdout.readline().strip() == "locked"
         holder = BoardLock(base / "locks", "board-2").holder()
         assert holder is not None and holder.user == "nobody" and holder.pid == nobody.pid
-        out, err = nobody.communicate(timeout=20)
+        out, err = _finish(nobody)
         assert out.split() == ["released"], err
         # nobody may not remove root's file from the sticky directory: it stays, with no stale record
         assert os.stat(lock_file).st_uid == 0 and lock_file.read_bytes() == b""
@@ -285,7 +293,7 @@ def test_a_directory_other_users_cannot_write_is_explained(two_users: tuple[Path
     private.mkdir(mode=0o755)  # the user's own directory: left as it is
     os.chmod(private, 0o755)
     proc = _holder(base, python, NOBODY, "board-4", wait=1, hold=0)
-    _, err = proc.communicate(timeout=20)
+    _, err = _finish(proc)
     assert proc.returncode != 0 and "Permission denied: cannot lock " in err
     assert "must be writable by all of them" in err
     assert stat.S_IMODE(os.stat(private).st_mode) == 0o755
