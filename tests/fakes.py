@@ -18,7 +18,8 @@ class FakeDevice:
     """Implements the transport interface; answers like a MicroPython raw REPL.
 
     ``paste`` is "yes" (raw-paste with a window of ``window`` bytes), "refuse"
-    (answers R\\x00 then >) or "old" (restarts the raw REPL, like 1.9.2).
+    (answers R\\x00 then >), "old" (restarts the raw REPL, like 1.9.2) or
+    "silent" (no answer at all; the request's bytes stay in its line buffer).
     ``exit_reboots``: a program ending in SystemExit soft-reboots the board, as
     current firmware does in the raw REPL (the micro:bit's 1.9.2 just returns).
     """
@@ -106,6 +107,8 @@ class FakeDevice:
             self.out += b"R\x01" + struct.pack("<H", self.window) + b"\x01"
         elif self.paste == "refuse":
             self.out += b"R\x00>"
+        elif self.paste == "silent":
+            self._source += b"\x05A"
         else:
             self.out += BANNER
 
