@@ -22,14 +22,22 @@ class FakeDevice:
     "silent" (no answer at all; the request's bytes stay in its line buffer).
     ``exit_reboots``: a program ending in SystemExit soft-reboots the board, as
     current firmware does in the raw REPL (the micro:bit's 1.9.2 just returns).
+    ``soft_reboots=False``: Ctrl-D at an empty raw prompt answers ``OK\\r\\n``
+    and nothing else (MicroPython's WebAssembly port, without a host to reboot it).
     """
 
     url = "fake://device"
 
     def __init__(
-        self, paste: str = "yes", window: int = 32, parse_failures: int = 0, exit_reboots: bool = False
+        self,
+        paste: str = "yes",
+        window: int = 32,
+        parse_failures: int = 0,
+        exit_reboots: bool = False,
+        soft_reboots: bool = True,
     ) -> None:
         self.paste = paste
+        self.soft_reboots = soft_reboots
         self.exit_reboots = exit_reboots
         self.parse_failures = parse_failures  # answer this many execs with a parser MemoryError
         self.window = window
@@ -92,6 +100,8 @@ class FakeDevice:
             if self._source:
                 self.out += b"OK"
                 self._run()
+            elif not self.soft_reboots:
+                self.out += b"OK\r\n"
             else:
                 self.namespace.clear()
                 self.out += b"OK\r\nMPY: soft reboot\r\n" + BANNER

@@ -98,6 +98,15 @@ class SilentDevice:
         return b""
 
 
+def test_soft_reset_without_a_reboot_fails_clearly_and_leaves_the_repl_usable() -> None:
+    device = FakeDevice(soft_reboots=False)
+    repl = repl_for(device)
+    repl.exec(b"kept = 1", Deadline(2))
+    with pytest.raises(BoardTimeout, match="no soft reboot: RAM was not cleared"):
+        repl.soft_reset(Deadline(0.2))
+    assert repl.exec(b"print(kept)", Deadline(2)).stdout == b"1\r\n"  # not the reset's stale "OK"
+
+
 def test_silent_device_times_out_within_the_deadline() -> None:
     repl = RawRepl(SilentDevice())
     deadline = Deadline(0.5)

@@ -21,7 +21,7 @@ import pytest
 
 from pytest_boardfarm import Board, connect
 from pytest_boardfarm.emulators import EMULATORS, EmulatorError, WebAssemblyBoard
-from pytest_boardfarm.errors import BoardTimeout
+from pytest_boardfarm.errors import BoardRebooted, BoardTimeout
 
 from .procs import assert_no_emulators, marked, marked_qemu_pids
 
@@ -91,10 +91,19 @@ def test_files_take_the_modern_path(board: Board, tmp_path: Path) -> None:
     assert board.exec("import sys\nsys.path.append('/app/lib')\nimport util\nprint(util.VALUE)") == "7\n"
 
 
-def test_soft_reset_is_not_supported_and_says_so(board: Board) -> None:
-    with pytest.raises(BoardTimeout, match="soft reboot"):
-        board.soft_reset(timeout=2)
-    assert board.eval("1 + 1") == 2  # still at a usable raw prompt
+def test_soft_reset_clears_ram_and_keeps_files(board: Board) -> None:
+    board.put(b"kept", "/kept.txt")
+    board.exec("_bf_ram = 1")
+    assert "soft reboot" in board.soft_reset(timeout=10)  # the bridge reboots it: the port leaves that to its host
+    assert board.eval("'_bf_ram' in globals()") is False
+    assert board.get("/kept.txt") == b"kept"
+    board.remove("/kept.txt")
+
+
+def test_system_exit_reboots_as_current_firmware_does(board: Board) -> None:
+    with pytest.raises(BoardRebooted):
+        board.exec("import sys\nsys.exit()")
+    assert board.eval("1 + 1") == 2
 
 
 def test_busy_loop_ignores_ctrl_c_and_hard_reset_restarts(wasm: WebAssemblyBoard) -> None:
@@ -190,6 +199,7 @@ def test_one_suite_passes_on_a_microbit_and_a_webassembly_board(pytester: pytest
     assert time.monotonic() - started < 180
     result.assert_outcomes(passed=6)
     text = result.stdout.str()
+    assert "recovered" not in text  # the per-test reset works on both: no board needed the recovery ladder
     for board_name in ("old", "new"):
         for test in ("test_arithmetic", "test_files", "test_platform"):
             assert re.search(rf"{test}\S*{board_name}\S* PASSED", text), (test, board_name)

@@ -32,8 +32,40 @@ function emit(data) {
   if (pending.length >= 4096) flush();
 }
 
-const mp = await loadMicroPython({ stdout: emit, stderr: emit, linebuffer: false });
+// Output goes to the client unless a reboot is under way (see softReboot).
+let quiet = false;
+const out = (data) => quiet || emit(data);
+let mp = await loadMicroPython({ stdout: out, stderr: out, linebuffer: false });
 mp.replInit();
+let rawMode = false; // which REPL a soft reboot returns to, as pyexec remembers it
+
+// Copy the files (not /dev, /proc) into a fresh interpreter's file system.
+function copyTree(from, to, dir) {
+  for (const name of from.readdir(dir)) {
+    if (name === "." || name === ".." || (dir === "/" && (name === "dev" || name === "proc"))) continue;
+    const path = dir === "/" ? `/${name}` : `${dir}/${name}`;
+    if (from.isDir(from.stat(path).mode)) {
+      if (!to.analyzePath(path).exists) to.mkdir(path);
+      copyTree(from, to, path);
+    } else {
+      to.writeFile(path, from.readFile(path));
+    }
+  }
+}
+
+// The REPL asked to exit (Ctrl-D at an empty prompt): this port leaves the
+// reboot to its host, so the bridge does what a board's main loop does. RAM
+// is a new interpreter's, the files are kept, and it comes back in the same REPL.
+async function softReboot() {
+  emit(Buffer.from("MPY: soft reboot\r\n"));
+  const fresh = await loadMicroPython({ stdout: out, stderr: out, linebuffer: false });
+  copyTree(mp.FS, fresh.FS, "/");
+  mp = fresh;
+  quiet = rawMode; // a board rebooted in the raw REPL prints only the raw banner
+  mp.replInit();
+  quiet = false;
+  if (rawMode) await mp.replProcessCharWithAsyncify(0x01);
+}
 
 // Bytes for MicroPython, fed one at a time, each after the previous one was processed.
 const input = [];
@@ -58,7 +90,10 @@ async function pump() {
   pumping = true;
   try {
     while (input.length) {
-      await mp.replProcessCharWithAsyncify(input.shift());
+      const byte = input.shift();
+      if (byte === 0x01) rawMode = true;
+      else if (byte === 0x02) rawMode = false;
+      if (await mp.replProcessCharWithAsyncify(byte)) await softReboot();
       flush();
     }
   } finally {

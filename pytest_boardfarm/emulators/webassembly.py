@@ -11,8 +11,8 @@ its REPL like a UART. Its image is the package's ``micropython.mjs`` (the
   clients fall back to plain raw mode after a short wait (see ``rawrepl.py``);
 - Ctrl-C cannot stop running code: Node's event loop is blocked while Python
   runs, so a deaf board is restarted (``hard_reset``), with an empty filesystem;
-- Ctrl-D at the raw prompt does not reboot (it answers ``OK\\r\\n``), so a soft
-  reset times out and says so.
+- the port leaves a soft reboot (Ctrl-D at an empty prompt, SystemExit) to its
+  host, so the bridge does it: a fresh interpreter, the files copied over.
 """
 
 from __future__ import annotations
