@@ -203,3 +203,27 @@ def test_one_suite_passes_on_a_microbit_and_a_webassembly_board(pytester: pytest
     for board_name in ("old", "new"):
         for test in ("test_arithmetic", "test_files", "test_platform"):
             assert re.search(rf"{test}\S*{board_name}\S* PASSED", text), (test, board_name)
+
+
+def test_a_deaf_webassembly_board_is_restarted_by_the_ladder(pytester: pytest.Pytester) -> None:
+    (pytester.path / "app").mkdir()
+    (pytester.path / "app" / "lib.py").write_text("VALUE = 7\n")
+    (pytester.path / "farm.yaml").write_text(
+        "boards:\n  - {name: wasm, emulator: webassembly, deploy: app, timeout: 2}\n"
+    )
+    pytester.makepyfile(
+        test_suite="""
+def test_stuck(board):
+    board.exec("while True: pass")
+
+def test_back(board):
+    assert board.eval("__import__('lib').VALUE") == 7  # restarted, and the app deployed again
+"""
+    )
+    with marked() as mark:
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-rA", "-v", "--farm", "farm.yaml", timeout=120
+        )
+        assert_no_emulators(mark)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "hard reset: ok - restarted the emulator" in result.stdout.str()
