@@ -57,6 +57,13 @@ def test_registry_knows_both_types() -> None:
     assert EMULATORS["webassembly"] is WebAssemblyBoard
 
 
+def test_a_missing_image_is_a_clear_error(tmp_path: Path) -> None:
+    board = WebAssemblyBoard(firmware=tmp_path / "micropython.mjs")
+    with pytest.raises(EmulatorError, match=r"micropython\.mjs not found; run scripts/setup"):
+        board.start()
+    assert not board.running()
+
+
 def test_exec_and_eval_on_current_micropython(board: Board) -> None:
     assert board.exec("print(6 * 7)") == "42\n"  # this port ends printed lines with \n alone
     assert board.eval("[1, 'two', b'3']") == [1, "two", b"3"]

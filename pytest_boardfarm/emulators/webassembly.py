@@ -51,7 +51,8 @@ class WebAssemblyBoard(EmulatedBoard):
         if missing:
             raise EmulatorError(
                 f"cannot start {self.what}: {', '.join(missing)} not found; "
-                f"run scripts/setup (it installs nodejs and npm, then {PACKAGE} into node/)"
+                f"run scripts/setup (it installs nodejs and npm, then {PACKAGE} into node/), "
+                f"or set {NODE_MODULES_ENV} to the node_modules folder that holds {PACKAGE}"
             )
         assert node is not None
         return [node]
