@@ -9,11 +9,11 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .emulator import EmulatorError, start_many
+from .emulators import EMULATORS, EmulatorError, start_many
 
 
 def _emulate(args: argparse.Namespace) -> int:
-    """Start N emulated micro:bits, print their URLs, run until interrupted."""
+    """Start N emulated boards of one type, print their URLs, run until interrupted."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -22,7 +22,7 @@ def _emulate(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        boards = start_many(args.count)
+        boards = start_many(args.count, board_type=EMULATORS[args.type])
     except EmulatorError as exc:
         print(f"boardfarm: {exc}", file=sys.stderr)
         return 2
@@ -39,8 +39,11 @@ def _emulate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boardfarm", description="Tools for a farm of MicroPython boards.")
     commands = parser.add_subparsers(dest="command", required=True)
-    emulate = commands.add_parser("emulate", help="run emulated micro:bits until interrupted; prints their URLs")
+    emulate = commands.add_parser("emulate", help="run emulated boards until interrupted; prints their URLs")
     emulate.add_argument("--count", "-n", type=int, default=1, help="how many boards (default 1)")
+    emulate.add_argument(
+        "--type", "-t", choices=sorted(EMULATORS), default="microbit", help="which emulated board (default microbit)"
+    )
     emulate.set_defaults(func=_emulate)
     return parser
 

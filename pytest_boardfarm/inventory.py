@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from .commands import FIELDS, FLASH_FIELDS, template_problems
+from .emulators import EMULATORS
 
-EMULATORS = ("microbit",)
 ENV_VAR = "BOARDFARM_INVENTORY"
 MAX_FILE_BYTES = 1 << 20  # a farm file is a few KiB; more is the wrong file
 MAX_DEPTH = 32  # a farm file nests 4 levels; deeper is a mistake (or an attack on the parser)
@@ -398,7 +398,7 @@ def _properties(c: _Checker, node: Node, key: str) -> dict[str, str] | None:
 def _emulator(c: _Checker, node: Node, key: str) -> str | None:
     value: str | None = c.scalar(node, key, str, "an emulator name")
     if value is not None and value not in EMULATORS:
-        c.problem(node, key, f"unknown emulator {value!r}; known: {', '.join(EMULATORS)}")
+        c.problem(node, key, f"unknown emulator {value!r}; known: {', '.join(sorted(EMULATORS))}")
         return None
     return value
 

@@ -20,7 +20,7 @@ from serial.tools import list_ports
 from . import commands
 from .board import Board, BoardInfo
 from .deadline import Deadline
-from .emulator import MicrobitEmulator
+from .emulators import EMULATORS, EmulatedBoard
 from .errors import BoardError
 from .files import DeployResult
 from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
@@ -67,7 +67,7 @@ class Allocated:
     board: FarmBoard
     url: str
     lock: BoardLock | None = None
-    emulator: MicrobitEmulator | None = None
+    emulator: EmulatedBoard | None = None
     info: BoardInfo | None = None
     deployed: DeployResult | None = None
     last_module: str | None = None
@@ -155,7 +155,7 @@ class BoardPool:
             lock.acquire(self.lock_timeout)
         try:
             if spec.emulator:
-                emulator = MicrobitEmulator().start()
+                emulator = EMULATORS[spec.emulator]().start()
                 url = emulator.url
             else:
                 url = _port_for(spec)
@@ -245,7 +245,7 @@ class BoardPool:
             assert held.emulator is not None
             held.board.close()
             held.emulator.stop()
-            held.emulator.start()  # same port; the emulated flash starts empty
+            held.emulator.start()  # same port and image; the emulated flash starts empty
             return "restarted the emulator"
 
         def reconnect() -> None:

@@ -8,6 +8,7 @@ records every byte it reads into a :class:`Transcript`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ PARSER_OUT_OF_MEMORY = b"MemoryError: parser could not allocate enough memory"
 # Runs a staged source and frees it, whatever happens: nothing stays on the board's heap.
 STAGED_RUN = b"try:exec(_bf_s)\nfinally:del _bf_s"
 
+# How long a raw-paste request may go unanswered before plain raw mode is used.
+# Boards answer in milliseconds; asked once per connection.
+RAW_PASTE_ANSWER_SECONDS = 1.0
 ENTER_ATTEMPT_SECONDS = 1.5  # one try of Ctrl-C, Ctrl-A; tries repeat until the caller's deadline
 QUIET_SECONDS = 0.02  # "the board has stopped talking" while draining at entry
 DRAIN_LIMIT_SECONDS = 0.3
@@ -285,8 +289,18 @@ class RawRepl:
             raise ProtocolError(f"{self.label}: expected OK after the source, got {ok!r}")
 
     def _start_raw_paste(self, deadline: Deadline) -> bool:
-        """Ask for raw-paste mode; remember the answer for this connection."""
+        """Ask for raw-paste mode; remember the answer for this connection.
+
+        A board that supports it answers at once, one that does not answers
+        with a refusal or a fresh banner; one that says nothing at all (the
+        WebAssembly port's bridge) gets plain raw mode after a short wait, and
+        the raw REPL is entered afresh, whatever it made of the request.
+        """
         self._transport.write(RAW_PASTE_REQUEST)
+        if not self._buf and not self._fill(min(RAW_PASTE_ANSWER_SECONDS, deadline.remaining())):
+            self.raw_paste = False
+            self.enter(deadline)
+            return False
         head = self._read_exact(2, deadline, "the raw-paste answer")
         if head == b"R\x01":
             self.raw_paste = True
@@ -348,10 +362,21 @@ class RawRepl:
         self.enter(Deadline(seconds))
 
     def soft_reset(self, deadline: Deadline) -> bytes:
-        """Ctrl-D at an empty raw prompt; returns what the board printed while rebooting."""
+        """Ctrl-D at an empty raw prompt; returns what the board printed while rebooting.
+
+        A board that does not reboot (the WebAssembly port answers ``OK``) gets
+        a clear error, and the raw REPL is entered afresh so that what it
+        printed instead is not taken for the next program's answer.
+        """
         self._transport.write(CTRL_D)
-        out = self._read_until(SOFT_REBOOT, deadline, "'soft reboot'")
-        out += self._read_until(BANNER, deadline, "the raw REPL banner after a soft reset")
+        try:
+            out = self._read_until(SOFT_REBOOT, deadline, "'soft reboot'")
+            out += self._read_until(BANNER, deadline, "the raw REPL banner after a soft reset")
+        except BoardTimeout as exc:
+            self._buf.clear()
+            with contextlib.suppress(BoardTimeout):
+                self.enter(Deadline(INTERRUPT_SECONDS))
+            raise BoardTimeout(f"{exc} (no soft reboot: RAM was not cleared)", exc.output) from None
         return out
 
     def leave(self) -> None:

@@ -18,17 +18,26 @@ class FakeDevice:
     """Implements the transport interface; answers like a MicroPython raw REPL.
 
     ``paste`` is "yes" (raw-paste with a window of ``window`` bytes), "refuse"
-    (answers R\\x00 then >) or "old" (restarts the raw REPL, like 1.9.2).
+    (answers R\\x00 then >), "old" (restarts the raw REPL, like 1.9.2) or
+    "silent" (no answer at all; the request's bytes stay in its line buffer).
     ``exit_reboots``: a program ending in SystemExit soft-reboots the board, as
     current firmware does in the raw REPL (the micro:bit's 1.9.2 just returns).
+    ``soft_reboots=False``: Ctrl-D at an empty raw prompt answers ``OK\\r\\n``
+    and nothing else (MicroPython's WebAssembly port, without a host to reboot it).
     """
 
     url = "fake://device"
 
     def __init__(
-        self, paste: str = "yes", window: int = 32, parse_failures: int = 0, exit_reboots: bool = False
+        self,
+        paste: str = "yes",
+        window: int = 32,
+        parse_failures: int = 0,
+        exit_reboots: bool = False,
+        soft_reboots: bool = True,
     ) -> None:
         self.paste = paste
+        self.soft_reboots = soft_reboots
         self.exit_reboots = exit_reboots
         self.parse_failures = parse_failures  # answer this many execs with a parser MemoryError
         self.window = window
@@ -91,6 +100,8 @@ class FakeDevice:
             if self._source:
                 self.out += b"OK"
                 self._run()
+            elif not self.soft_reboots:
+                self.out += b"OK\r\n"
             else:
                 self.namespace.clear()
                 self.out += b"OK\r\nMPY: soft reboot\r\n" + BANNER
@@ -106,6 +117,8 @@ class FakeDevice:
             self.out += b"R\x01" + struct.pack("<H", self.window) + b"\x01"
         elif self.paste == "refuse":
             self.out += b"R\x00>"
+        elif self.paste == "silent":
+            self._source += b"\x05A"
         else:
             self.out += BANNER
 

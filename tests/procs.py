@@ -1,8 +1,8 @@
-"""Which emulators did *this* test start? Other work may run QEMU on the same machine.
+"""Which emulators did *this* test start? Other work may run emulators on the same machine.
 
-A test marks the environment of what it starts with a fresh token; QEMU inherits
-the environment, so its processes are found by the token in /proc/<pid>/environ,
-even after their parent died and they were reparented.
+A test marks the environment of what it starts with a fresh token; QEMU and the
+Node bridge inherit the environment, so their processes are found by the token
+in /proc/<pid>/environ, even after their parent died and they were reparented.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 
 MARK = "BOARDFARM_TEST_RUN"
+# What the command line of an emulator process holds, one per emulated board type.
+EMULATOR_COMMANDS = (b"qemu-system-arm", b"mpwasm_bridge.mjs")
 
 
-def marked_qemu_pids(mark: str) -> set[int]:
-    """Live qemu-system-arm processes whose environment carries ``mark``."""
+def marked_qemu_pids(mark: str, commands: tuple[bytes, ...] = EMULATOR_COMMANDS) -> set[int]:
+    """Live emulator processes (QEMU, the WebAssembly bridge) whose environment carries ``mark``."""
     needle = f"\0{MARK}={mark}\0".encode()
     found = set()
     for entry in os.listdir("/proc"):
@@ -25,7 +27,8 @@ def marked_qemu_pids(mark: str) -> set[int]:
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"qemu-system-arm" not in f.read():
+                cmdline = f.read()
+                if not any(command in cmdline for command in commands):
                     continue
             with open(f"/proc/{entry}/environ", "rb") as f:
                 if needle in b"\0" + f.read() + b"\0":

@@ -63,7 +63,10 @@ boards:
             "farm.yaml:4: boards[0].timeout: expected a number of seconds, more than 0",
         ),
         ("boards:\n  - name: 7\n    port: p\n", "farm.yaml:2: boards[0].name: expected a string, got int 7"),
-        ("boards:\n  - name: x\n    emulator: qemu\n", "boards[0].emulator: unknown emulator 'qemu'"),
+        (
+            "boards:\n  - name: x\n    emulator: qemu\n",
+            "boards[0].emulator: unknown emulator 'qemu'; known: microbit, webassembly",
+        ),
         ("boards:\n  - name: x\n    emulator: microbit\n    port: p\n", "an emulated board has no 'port'"),
         ("boards: {}\n", "farm.yaml:1: boards: expected a list of boards, got a mapping"),
         ("bords: []\n", "farm.yaml:1: bords: unknown key (did you mean 'boards'?)"),
@@ -88,6 +91,13 @@ def test_defaults_are_inherited_and_properties_merged() -> None:
     a, b = farm.boards
     assert (a.timeout, a.baudrate, a.properties) == (3.0, 9600, {"lab": "x", "desk": "2"})
     assert (b.timeout, b.properties) == (5.0, {"lab": "x"})
+
+
+def test_every_registered_emulator_is_accepted_and_names_the_platform() -> None:
+    farm = parse_farm(
+        "boards:\n  - {name: a, emulator: microbit}\n  - {name: b, emulator: webassembly}\n", "farm.yaml", Path("/f")
+    )
+    assert [(b.emulator, b.platform) for b in farm.boards] == [("microbit", "microbit"), ("webassembly", "webassembly")]
 
 
 def test_command_templates_are_argument_lists() -> None:

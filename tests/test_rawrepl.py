@@ -48,6 +48,16 @@ def test_raw_paste_refused_falls_back_to_plain() -> None:
     assert device.written.count(b"\x05A\x01") == before  # asked once per connection
 
 
+def test_unanswered_raw_paste_request_falls_back_and_resynchronises() -> None:
+    device = FakeDevice(paste="silent")
+    repl = repl_for(device, pacing=Pacing(window=1 << 20))
+    assert repl.raw_paste is False
+    assert repl.exec(b"print(6*7)", Deadline(2)).stdout == b"42\r\n"  # the request's bytes were cleared
+    before = device.written.count(b"\x05A\x01")
+    repl.exec(b"print(2)", Deadline(2))
+    assert device.written.count(b"\x05A\x01") == before  # asked once per connection
+
+
 def test_old_firmware_answers_with_the_banner() -> None:
     device = FakeDevice(paste="old")
     repl = repl_for(device)
@@ -86,6 +96,15 @@ class SilentDevice:
 
     def read(self, timeout: float) -> bytes:
         return b""
+
+
+def test_soft_reset_without_a_reboot_fails_clearly_and_leaves_the_repl_usable() -> None:
+    device = FakeDevice(soft_reboots=False)
+    repl = repl_for(device)
+    repl.exec(b"kept = 1", Deadline(2))
+    with pytest.raises(BoardTimeout, match="no soft reboot: RAM was not cleared"):
+        repl.soft_reset(Deadline(0.2))
+    assert repl.exec(b"print(kept)", Deadline(2)).stdout == b"1\r\n"  # not the reset's stale "OK"
 
 
 def test_silent_device_times_out_within_the_deadline() -> None:
