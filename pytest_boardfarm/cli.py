@@ -39,7 +39,6 @@ def _emulate(args: argparse.Namespace) -> int:
 
 def _flash(args: argparse.Namespace) -> int:
     """Flash farm.yaml's firmware on the chosen boards (all with one), in parallel; a table at the end."""
-    from .flashing import label  # the farm modules load yaml and pyserial: only when flashing
     from .inventory import FarmConfigError, UnknownBoard, load_farm
     from .pool import BoardPool
 
@@ -54,10 +53,12 @@ def _flash(args: argparse.Namespace) -> int:
     if without or not specs:
         print(f"boardfarm: no 'firmware' in farm.yaml for: {', '.join(without) or 'any board'}", file=sys.stderr)
         return 2
-    pool = BoardPool(farm, lock_timeout=args.lock_timeout, flash=True, force=args.force)
+
+    def progress(line: str) -> None:
+        print(line, flush=True)
+
+    pool = BoardPool(farm, lock_timeout=args.lock_timeout, flash=True, force=args.force, log=progress)
     started = time.monotonic()
-    for spec in specs:
-        print(f"{spec.name}: flashing {label(spec.firmware.image if spec.firmware else None)}...", flush=True)
     try:
         pool.acquire_many(names)
     finally:

@@ -43,6 +43,7 @@ class Target(Protocol):
     """One board as flashing sees it."""
 
     name: str
+    keeps_image: bool  # can an image flashed before this process still be on the board?
 
     def install(self, image: Path) -> None:
         """Put ``image`` on the board; return once the board should be reachable again."""
@@ -98,13 +99,15 @@ def ensure(
     def outcome(result: str, running: str, reason: str = "") -> Outcome:
         return Outcome(target.name, wanted, result, time.monotonic() - started, running, reason)
 
-    if not force:
+    if not force and target.keeps_image:
         board = _already_running(target, firmware, log)
         if board is not None:
+            log(f"{target.name}: already runs {wanted} (its marker and version say so): not flashed")
             return outcome(SKIPPED, wanted), board
     try:
         log(f"{target.name}: flashing {wanted}")
         board = _flash_and_verify(target, image, firmware)
+        log(f"{target.name}: {wanted} flashed and verified")
         return outcome(FLASHED, wanted), board
     except (BoardError, OSError) as exc:
         reason = str(exc)
@@ -116,7 +119,9 @@ def ensure(
         log(f"{target.name}: rolling back to {fallback}")
         board = _flash_and_verify(target, firmware.fallback, None)
     except (BoardError, OSError) as exc:
+        log(f"{target.name}: the fallback {fallback} failed too: {exc}")
         return outcome(FAILED, "unknown firmware", f"{reason}; the fallback {fallback} failed too: {exc}"), None
+    log(f"{target.name}: rolled back to {fallback}")
     return outcome(ROLLED_BACK, fallback, reason), board
 
 
@@ -125,7 +130,7 @@ def _already_running(target: Target, firmware: FirmwareSpec, log: Callable[[str]
     try:
         board = target.connect()
     except (BoardError, OSError) as exc:
-        log(f"{target.name}: not answering ({exc}); flashing")
+        log(f"{target.name}: cannot tell what it runs ({exc}); flashing")
         return None
     try:
         marker = board.get(MARKER).decode("ascii", "replace").split() if board.exists(MARKER) else []
@@ -155,11 +160,11 @@ def _flash_and_verify(target: Target, image: Path, firmware: FirmwareSpec | None
 def _verify(board: Board, firmware: FirmwareSpec) -> None:
     if firmware.check:  # first: right after the boot, before anything else ran
         try:
-            value = board.eval(firmware.check)
+            value = board.eval(f"bool({firmware.check}\n)")  # a bool comes back whatever the expression gives
         except BoardError as exc:
             raise FlashError(f"check {firmware.check!r} raised on the board: {_last_line(str(exc))}") from None
         if value is not True:
-            raise FlashError(f"check {firmware.check!r} is {value!r} on the board, not True")
+            raise FlashError(f"check {firmware.check!r} is false on the board")
     problem = _version_problem(board, firmware)
     if problem:
         raise FlashError(problem)

@@ -118,7 +118,13 @@ def _port_for(spec: BoardSpec, wait: float = 0.0) -> str:
 
 
 class _EmulatorTarget:
-    """An emulated board: flashing restarts its emulator on the image."""
+    """An emulated board: flashing restarts its emulator on the image.
+
+    Its emulator lives as long as this process, so nothing flashed before can
+    be on it: it is always flashed (started on the image), never skipped.
+    """
+
+    keeps_image = False
 
     def __init__(self, pool: BoardPool, spec: BoardSpec) -> None:
         self.pool = pool
@@ -138,7 +144,7 @@ class _EmulatorTarget:
 
     def connect(self) -> FarmBoard:
         if self.emulator is None or not self.emulator.running():
-            raise flashing.FlashError(f"emulated board {self.name} is not running")
+            raise flashing.FlashError(f"emulated board {self.name} is not started")
         return self.pool._connect(self.spec, self.url)
 
     def stop(self) -> None:
@@ -151,6 +157,7 @@ class _CommandTarget:
     """A real board: flashing runs farm.yaml's ``flash`` command, then waits for the port."""
 
     emulator = None
+    keeps_image = True
 
     def __init__(self, pool: BoardPool, spec: BoardSpec) -> None:
         self.pool = pool
@@ -186,13 +193,21 @@ def _lock_key(spec: BoardSpec) -> str:
 
 class BoardPool:
     def __init__(
-        self, farm: Farm, *, lock_timeout: float = 60.0, run_id: str = "", flash: bool = False, force: bool = False
+        self,
+        farm: Farm,
+        *,
+        lock_timeout: float = 60.0,
+        run_id: str = "",
+        flash: bool = False,
+        force: bool = False,
+        log: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.farm = farm
         self.lock_timeout = lock_timeout
         self.run_id = run_id
         self.flash = flash  # put each board's farm.yaml firmware on it before handing it out
         self.force = force  # flash even a board that proves it runs the image
+        self.log = log  # progress while flashing (the command line prints it)
         self.held: dict[str, Allocated] = {}
         self.unavailable: dict[str, str] = {}
         self.flashed: dict[str, flashing.Outcome] = {}  # what flashing did, per board, in this process
@@ -274,7 +289,7 @@ class BoardPool:
         assert spec.firmware is not None
         target = _EmulatorTarget(self, spec) if spec.emulator else _CommandTarget(self, spec)
         try:
-            outcome, board = flashing.ensure(target, spec.firmware, force=self.force)
+            outcome, board = flashing.ensure(target, spec.firmware, force=self.force, log=self.log)
         except BaseException:
             target.stop()
             raise

@@ -4,6 +4,7 @@ skipped, verified and rolled back on emulated boards (pytest in a subprocess).""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import sys
 import threading
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_boardfarm import connect, hexfile
+from pytest_boardfarm import cli, connect, hexfile
 from pytest_boardfarm.emulator import FIRMWARE, MicrobitEmulator, check_installed
-from pytest_boardfarm.inventory import FarmConfigError, parse_farm
+from pytest_boardfarm.inventory import FarmConfigError, load_farm, parse_farm
+from pytest_boardfarm.pool import BoardPool, BoardUnavailable
 
 from .ptyrelay import PtyRelay
 from .test_plugin import outcomes, run
@@ -199,7 +201,7 @@ def test_a_corrupt_image_rolls_back_or_quarantines(pytester: pytest.Pytester) ->
     assert "did not answer" in out or "could not start" in out
     assert "the board runs good.hex (" in out
     assert "board sim-wrong unavailable: not tested: image app6.hex (" in out
-    assert "check 'APP_VERSION == 7' is False on the board" in out
+    assert "check 'APP_VERSION == 7' is false on the board" in out
     assert "board sim-lost quarantined: flashing failed: image bad.hex (" in out
     assert "the fallback bad.hex (" in out and "failed too" in out
     boards = junit_boards(pytester.path / "j.xml")
@@ -305,3 +307,66 @@ boards:
     assert reflashable.flashes == ["app7.hex"]
     assert junit_boards(pytester.path / "j.xml")["lab-1"]["flash"] == "skipped"
     del images
+
+
+# -- the flasher command fails: no emulator needed ------------------------------------------
+
+
+def command_farm(tmp_path: Path, flash: str, fallback: bool) -> Path:
+    (tmp_path / "app.hex").write_text(":00000001FF\n")
+    (tmp_path / "known-good.hex").write_text(":00000001FF\n")
+    path = tmp_path / "farm.yaml"
+    path.write_text(
+        f"""\
+locks: {{dir: {tmp_path / "locks"}}}
+boards:
+  - name: lab-1
+    port: {tmp_path / "ttyNONE"}
+    timeout: 1
+    flash: {flash}
+    firmware:
+      image: app.hex
+{"      fallback: known-good.hex" if fallback else ""}
+"""
+    )
+    return path
+
+
+def test_a_flasher_that_fails_quarantines_the_board(tmp_path: Path) -> None:
+    farm = load_farm(command_farm(tmp_path, f"[{sys.executable}, -c, 'import sys; sys.exit(3)', '{{image}}']", True))
+    pool = BoardPool(farm, flash=True)
+    with pytest.raises(BoardUnavailable) as info:
+        pool.acquire("lab-1")
+    message = str(info.value)
+    assert message.startswith("board lab-1 quarantined: flashing failed: image app.hex (")
+    assert "app.hex'] exited with 3" in message
+    assert "the fallback known-good.hex (" in message and "failed too" in message
+    assert "the board runs unknown firmware" in message
+    assert pool.flashed["lab-1"].result == "failed"
+    assert "lab-1" not in pool.held
+
+
+def test_a_flasher_that_hangs_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pytest_boardfarm.pool.FLASH_SECONDS", 0.5)
+    farm = load_farm(
+        command_farm(tmp_path, f"[{sys.executable}, -c, 'import time; time.sleep(30)', '{{image}}']", False)
+    )
+    pool = BoardPool(farm, flash=True)
+    started = time.monotonic()
+    with pytest.raises(BoardUnavailable, match=r"did not finish within 0.5s.*unknown firmware \(no fallback image\)"):
+        pool.acquire("lab-1")
+    assert time.monotonic() - started < 10
+
+
+def test_boardfarm_flash_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_images(tmp_path)
+    farm = emulated_farm(tmp_path, {"sim-ok": ("app7", None), "sim-rollback": ("app6", "good")})
+    assert cli.main(["flash", "--farm", str(farm)]) == 1
+    out = capsys.readouterr().out
+    assert "sim-ok: flashing app7.hex (" in out and "sim-rollback: rolling back to good.hex (" in out
+    table = out[out.index("\nboard ") + 1 :].splitlines()
+    assert re.match(r"board +image +result +seconds$", table[0])
+    assert re.match(r"sim-ok +app7\.hex \(\w{8}\) +flashed +\d+\.\d$", table[1])
+    assert re.match(r"sim-rollback +good\.hex \(\w{8}\) +rolled back +\d+\.\d$", table[2])
+    assert table[3].startswith("1 of 2 boards ok in ")
+    assert cli.main(["flash", "--farm", str(farm), "--board", "sim-ok"]) == 0
