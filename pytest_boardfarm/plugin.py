@@ -22,6 +22,7 @@ from .reporting import FarmReporter
 from .scheduling import BoardScheduling
 from .selection import Filters, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
+from .timelimit import DEFAULT_SECONDS as DEFAULT_TEST_SECONDS
 
 RESET_MODES = ("test", "module", "session", "never")
 DEFAULT_LOG_DIR = "boardfarm-results/serial-logs"
@@ -53,6 +54,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="deadline for each device operation, overriding farm.yaml and @pytest.mark.board(timeout=...)",
     )
+    group.addoption(
+        "--farm-test-timeout",
+        type=_seconds_option(zero_ok=True),
+        metavar="SECONDS",
+        help=f"wall-clock limit on the host for each board test (default {DEFAULT_TEST_SECONDS:g}; 0 for none); "
+        "@pytest.mark.board(test_timeout=...) sets a test's own; pytest-timeout, where it times a test, takes over",
+    )
     group.addoption("--farm-junit", metavar="PATH", help="write a JUnit XML file with one testsuite per board")
     group.addoption(
         "--farm-log-dir",
@@ -66,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="before a board's first test, flash farm.yaml's firmware image unless the board proves it runs it",
     )
     parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
+    parser.addini("boardfarm_test_timeout", "default for --farm-test-timeout (seconds)")
     parser.addini("boardfarm_flash", "like --farm-flash", type="bool", default=False)
 
 
@@ -135,11 +144,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardSchedul
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "board(name=None, platform=None, tags=None, timeout=None): run this test only on matching farm boards",
+        "board(name=None, platform=None, tags=None, timeout=None, test_timeout=None): run this test only on "
+        "matching farm boards; timeout: each device operation's deadline, test_timeout: the test's on the host",
     )
     farm = _load(config)
     if farm is None:
         return
+    ini_limit = config.getini("boardfarm_test_timeout")
+    if ini_limit:
+        try:
+            seconds(ini_limit, zero_ok=True)
+        except ValueError:
+            raise pytest.UsageError(
+                f"ini boardfarm_test_timeout = {ini_limit!r}: expected {seconds_rule(zero_ok=True)}"
+            ) from None
     _stop_cleanly_on_sigterm(config)
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session

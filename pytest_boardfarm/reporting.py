@@ -8,6 +8,8 @@ GitHub Actions appends the job summary and failure annotations (github.py).
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,16 @@ import pytest
 from .github import failure_annotations, markdown_summary
 from .identity import TestBoard, guess_board, identify
 from .junit import write_junit
-from .results import BoardResults, ResultsCollector
+from .results import BoardResults, ResultsCollector, RunEnd
+
+_MAXFAIL = re.compile(r"stopping after (\d+) failures")  # pytest's and xdist's words for -x/--maxfail
+
+
+def _stopped_by_user(interrupt: BaseException | None) -> bool:
+    """Ctrl-C or SIGTERM here, or (with xdist) in a worker; not pytest.exit() or -x."""
+    if interrupt is None:
+        return False
+    return type(interrupt) is KeyboardInterrupt or str(interrupt).endswith("received keyboard-interrupt")
 
 
 class FarmReporter(ResultsCollector):
@@ -33,13 +44,17 @@ class FarmReporter(ResultsCollector):
         self.collected_by = collected_by  # xdist worker id -> {test id: board}
         junit = config.getoption("farm_junit")
         self.junit_path = Path(junit) if junit else None
+        self.junit_error: str | None = None
         self._collected_from_workers = False
+        self._session: pytest.Session | None = None
+        self._interrupt: BaseException | None = None
+        self._written = False
 
     # -- what was collected (so tests that never report still appear) ----------
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The tests meant to run: after -k, -m, --lf and --deselect took theirs out."""
+        for item in session.items:
             tested = identify(item)
             if tested:
                 self.note_collected(item.nodeid, tested.board, tested.test)
@@ -50,7 +65,7 @@ class FarmReporter(ResultsCollector):
             return
         self._collected_from_workers = True
         found = self.collected_by(node.gateway.id)
-        for nodeid in ids:
+        for nodeid in ids:  # a worker sends its session.items: deselection already done
             if found is not None:
                 tested = found.get(nodeid)
                 if tested:
@@ -60,23 +75,67 @@ class FarmReporter(ResultsCollector):
                 if board:
                     self.note_collected(nodeid, board)
 
+    # -- how the run ended -----------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._session = session
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self._interrupt = excinfo.value  # Ctrl-C, SIGTERM, pytest.exit(), or xdist stopping
+
+    def run_end(self) -> RunEnd:
+        """What to say of the tests the run cut off, and whether any test was meant to run."""
+        option = self.config.option
+        if option.collectonly or getattr(option, "setuponly", False) or getattr(option, "setupplan", False):
+            return RunEnd(nothing_runs=True)
+        session = self._session
+        reasons = [str(r) for r in (session.shouldfail, session.shouldstop) if r] if session else []
+        if self._interrupt is not None:
+            reasons.append(str(self._interrupt))
+        maxfail = next((m for m in map(_MAXFAIL.search, reasons) if m), None)
+        if maxfail:
+            return RunEnd.stopped(f"the run stopped after {maxfail.group(1)} failures (-x/--maxfail)")
+        if _stopped_by_user(self._interrupt):
+            return RunEnd.stopped("the run was stopped (Ctrl-C or SIGTERM)")
+        if reasons:
+            return RunEnd.stopped(f"the run stopped early ({reasons[0]})")
+        return RunEnd()
+
     # -- the end of the run ----------------------------------------------------
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self) -> Generator[None, None, None]:
         """The table goes after pytest's short summary; its final counts line stays last."""
         result = yield
-        self._terminal_table(self.by_board())
+        self._terminal_table(self.by_board(self.run_end()))
         return result
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
-        result = yield
-        boards = self.by_board()
+    @pytest.hookimpl(trylast=True)  # after xdist has torn its workers down: every report is in
+    def pytest_sessionfinish(self) -> None:
+        self._write_reports()
+
+    def pytest_unconfigure(self) -> None:
+        """A run stopped before its session started still leaves a (valid, maybe empty) report."""
+        if self._interrupt is not None or self._session is not None:  # not for --help, --version
+            self._write_reports()
+
+    def _write_reports(self) -> None:
+        """JUnit and GitHub output, once. Best effort: a report that cannot be written is
+        a warning, never a reason to lose the run's results or change its exit status."""
+        if self._written:
+            return
+        self._written = True
+        boards = self.by_board(self.run_end())
         if self.junit_path:
-            write_junit(self.junit_path, boards)
-        self._github(boards)
-        return result
+            try:
+                write_junit(self.junit_path, boards)
+            except (OSError, ValueError) as exc:
+                self.junit_error = str(exc)
+                self._warn(f"could not write the JUnit file {self.junit_path}: {exc}")
+        try:
+            self._github(boards)
+        except (OSError, ValueError) as exc:
+            self._warn(f"could not write the GitHub job summary: {exc}")
 
     def _terminal_table(self, boards: list[BoardResults]) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -107,7 +166,7 @@ class FarmReporter(ResultsCollector):
                 for column, (cell, width) in enumerate(zip(row, widths, strict=True))
             ]
             reporter.write_line("  ".join(cells).rstrip())
-        if self.junit_path:
+        if self.junit_path and self.junit_error is None:
             reporter.write_line(f"JUnit per board: {self.junit_path}")
         log_dir = self.config.getoption("farm_log_dir")
         if log_dir:
@@ -125,6 +184,15 @@ class FarmReporter(ResultsCollector):
                 reporter.write_line(line)
             else:
                 print(line)
+
+    def _warn(self, text: str) -> None:
+        """One clear line on the terminal (the run is ending: pytest's warning summary has been printed)."""
+        line = f"boardfarm: WARNING: {text} (the test results are not affected)"
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line, yellow=True, bold=True)
+        else:
+            print(line, file=sys.stderr)
 
 
 def _image(info: Mapping[str, str]) -> str:

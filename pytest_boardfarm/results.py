@@ -8,7 +8,7 @@ without workers. JUnit, the terminal table and the CI summary read from here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -19,7 +19,26 @@ INFO_PROPERTY = "boardfarm.info"
 NO_BOARD = "(no board)"
 SERIAL_SECTION = "serial log"
 
+
+class ReportWarning(UserWarning):
+    """A report (serial log, JUnit file) could not be written; the tests go on."""
+
+
 NOT_RUN = "not run: the run ended before this test"
+CUT_OFF = "interrupted: the run ended during this test"
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How the run ended, as the tests it cut off should read (never "passed")."""
+
+    before: str = NOT_RUN  # a collected test that never reported
+    during: str = CUT_OFF  # a test whose setup passed but whose call never reported
+    nothing_runs: bool = False  # --collect-only, --setup-only, --setup-plan: no test was meant to run
+
+    @classmethod
+    def stopped(cls, why: str) -> RunEnd:
+        return cls(f"not run: {why} before this test", f"interrupted: {why} during this test")
 
 
 @dataclass
@@ -34,6 +53,8 @@ class TestResult:
     path: str = ""
     line: int = 0  # 1-based line of the failure (or of the test), for annotations
     test: str = ""  # the name without the board's id: a row of the tests x boards matrix
+    started: bool = False  # its setup passed
+    called: bool = False  # its call phase reported (a stopped run aborts a test without one)
 
     @property
     def summary(self) -> str:
@@ -101,6 +122,8 @@ class ResultsCollector:
             result.path, line = report.location[0], report.location[1]
             result.line = (line or 0) + 1
         result.duration += report.duration
+        result.started |= report.when == "setup" and report.passed
+        result.called |= report.when == "call"
         for title, text in report.sections:
             if title.startswith(SERIAL_SECTION):
                 result.serial += text
@@ -118,15 +141,29 @@ class ResultsCollector:
             if crash is not None and str(crash.path).endswith(result.path):
                 result.line = crash.lineno
 
-    def by_board(self) -> list[BoardResults]:
+    def by_board(self, end: RunEnd = RunEnd()) -> list[BoardResults]:
         boards: dict[str, BoardResults] = {}
-        for nodeid, (board, test) in self.collected.items():
-            if nodeid not in self.tests:  # collected, never reported: the run ended early
-                self.tests[nodeid] = TestResult(nodeid, board, "error", message=NOT_RUN, test=test)
-        for result in self.tests.values():
+        for result in self._final(end):
             entry = boards.setdefault(result.board, BoardResults(result.board, self.info.get(result.board, {})))
             entry.tests.append(result)
         return sorted(boards.values(), key=lambda b: (b.name == NO_BOARD, b.name))
+
+    def _final(self, end: RunEnd) -> list[TestResult]:
+        """Every test as it ended: a test cut off by a stop is an error, never passed."""
+        out = []
+        for result in self.tests.values():
+            if result.started and not result.called and result.outcome != "skipped":
+                if end.nothing_runs:
+                    continue
+                message = "\n".join(filter(None, (result.message, end.during)))  # its summary: the stop
+                details = "\n".join(filter(None, (end.during, result.details)))
+                result = replace(result, outcome="error", message=message, details=details)
+            out.append(result)
+        if not end.nothing_runs:
+            for nodeid, (board, test) in self.collected.items():
+                if nodeid not in self.tests:  # collected, never reported: the run ended early
+                    out.append(TestResult(nodeid, board, "error", message=end.before, test=test))
+        return out
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

@@ -7,10 +7,13 @@ report, and releases everything at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 import time
 import uuid
+import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +27,14 @@ from .identity import WorkerBoards, identify, write_worker_boards
 from .inventory import Farm
 from .ordering import order_by_board
 from .pool import Allocated, BoardPool, BoardUnavailable, FarmBoard
-from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION, TEST_PROPERTY
+from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION, TEST_PROPERTY, ReportWarning
 from .selection import Filters, marker_problems, no_match_reason, selected_boards
+from .timelimit import Budget, can_interrupt, limit_for, timed_by_pytest_timeout
 
 FARM_KEY = pytest.StashKey["Farm | None"]()
 SESSION_KEY = pytest.StashKey["FarmSession"]()
 USED_KEY = pytest.StashKey["BoardUse"]()
+BUDGET_KEY = pytest.StashKey["Budget | None"]()
 
 
 @dataclass
@@ -41,10 +46,12 @@ class BoardUse:
     mark: int
 
 
-def _board_trouble(call: pytest.CallInfo[None]) -> bool:
-    """Did the test fail because the board stopped working (not because its code raised)?"""
+def _board_suspect(call: pytest.CallInfo[None]) -> bool:
+    """Might the board be out of step after this phase? Any failure but the device's own
+    exception: a lost connection, a deadline, or a host-side interruption (pytest-timeout,
+    the wall-clock limit) in the middle of a raw REPL exchange."""
     error = call.excinfo.value if call.excinfo else None
-    return isinstance(error, BoardError) and not isinstance(error, DeviceError)
+    return error is not None and not isinstance(error, (DeviceError, pytest.skip.Exception))
 
 
 class FarmSession:
@@ -61,6 +68,7 @@ class FarmSession:
         self.last_test_of: dict[str, str] = {}  # board -> its last test here (not under xdist)
         log_dir = config.getoption("farm_log_dir")
         self.log_dir = Path(config.invocation_params.dir, log_dir) if log_dir else None
+        self._warned: set[str] = set()  # report kinds already warned about: once each
 
     # -- collection ------------------------------------------------------------
 
@@ -244,7 +252,7 @@ class FarmSession:
             text = use.board.transcript.text(use.mark)
             if text.strip():
                 report.sections.append((f"{SERIAL_SECTION} {use.name} ({call.when})", text))
-        if call.when == "call" and report.failed and _board_trouble(call):
+        if report.failed and _board_suspect(call):
             self._recover_after(item, use, report)
         if call.when == "teardown" and self.log_dir is not None:
             self._write_log(item, use)
@@ -274,8 +282,52 @@ class FarmSession:
         module, _, test = nodeid.partition("::")
         stem = re.sub(r"[^A-Za-z0-9_.\[\]-]+", "_", f"{Path(module).stem}__{test}")[:150]
         path = self.log_dir / use.name / f"{stem}.log"  # type: ignore[operator]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# {nodeid} on {use.name}\n{use.board.transcript.text(use.mark)}", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"# {nodeid} on {use.name}\n{use.board.transcript.text(use.mark)}", encoding="utf-8")
+        except (OSError, ValueError) as exc:  # a report never stops the tests
+            self._warn_once("serial log", f"could not write the serial log {path}: {exc}")
+
+    def _warn_once(self, kind: str, text: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            message = f"{text}; the tests go on (further {kind} failures are not reported)"
+            try:
+                warnings.warn(ReportWarning(message), stacklevel=1)
+            except Warning:  # -W error: still never a reason to stop the run
+                print(f"boardfarm: WARNING: {message}", file=sys.stderr)
+
+    # -- the wall-clock limit on the host (timelimit.py) ---------------------------
+
+    def _budget(self, item: pytest.Item) -> Budget | None:
+        """The host time this board test may take, or None when it is not ours to limit."""
+        if "board" not in getattr(item, "fixturenames", ()):
+            return None
+        if self.config.getoption("usepdb", False) or self.config.getoption("trace", False):
+            return None  # a person at a debugger prompt is not a hang
+        seconds = limit_for(item)
+        if seconds <= 0 or timed_by_pytest_timeout(item) or not can_interrupt():
+            return None
+        return Budget(seconds)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        budget = item.stash[BUDGET_KEY] = self._budget(item)
+        with budget.running() if budget else contextlib.nullcontext():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        budget = item.stash.get(BUDGET_KEY, None)  # what setup left of it
+        with budget.running() if budget else contextlib.nullcontext():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        budget = item.stash.get(BUDGET_KEY, None)
+        fresh = Budget(budget.seconds) if budget else None  # cleanup gets its own, even after a timeout
+        with fresh.running() if fresh else contextlib.nullcontext():
+            return (yield)
 
     def pytest_sessionfinish(self) -> None:
         self.pool.release_all()

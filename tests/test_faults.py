@@ -7,14 +7,11 @@ the run starts itself, whose tests must all pass.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from pytest_boardfarm import connect
 from pytest_boardfarm.emulator import MicrobitEmulator
 
 from .procs import assert_no_emulators, marked
+from .tcprelay import TcpRelay
 from .test_plugin import outcomes, run
 
 
@@ -320,49 +318,13 @@ def test_busy_main_py_printing_at_boot(pytester: pytest.Pytester, tmp_path: Path
     check_bystander(got)
 
 
-class NoisyProxy:
-    """Relays a TCP serial port, first sending a burst of line noise to each client."""
-
-    NOISE = bytes(random.Random(7).randrange(256) for _ in range(300)) + b"\r\n>>> raw REPL; CTRL-B\x04\x04>OK"
-
-    def __init__(self, target: str) -> None:
-        host, port = target.removeprefix("socket://").split(":")
-        self.target = (host, int(port))
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            client.sendall(self.NOISE)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(4096):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.server.close()
+NOISE = bytes(random.Random(7).randrange(256) for _ in range(300)) + b"\r\n>>> raw REPL; CTRL-B\x04\x04>OK"
 
 
 def test_noise_on_the_line_before_the_banner(
     pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
 ) -> None:
-    proxy = NoisyProxy(victim.url)
+    proxy = TcpRelay(victim.url, greeting=NOISE)  # line noise before each connection
     try:
         farm(pytester, tmp_path, proxy.url)
         result, took = faulty_run(pytester, BYSTANDER_TESTS, "-n", "2")
@@ -430,3 +392,109 @@ def test_never(board):
     suites = {s.get("name"): s for s in ET.parse(pytester.path / "junit.xml").getroot()}
     names = {c.get("name") for s in suites.values() for c in s.findall("testcase")}
     assert "test_a[victim]" in names and "test_never[bystander]" in names  # reported, even if never run
+
+
+HOST_HANG_SUITE = (
+    """
+import time, pytest
+
+@pytest.mark.board(name="victim", test_timeout=1)
+def test_hangs_on_the_host(board):
+    board.exec("x = 1")
+    time.sleep(1e6)
+
+@pytest.mark.board(name="victim", test_timeout=1)
+def test_limit_hits_mid_exchange(board):
+    board.exec("while True:\\n    pass", timeout=30)
+
+@pytest.mark.board(name="victim")
+def test_after(board):
+    assert board.eval("3 * 3") == 9
+"""
+    + BYSTANDER_TESTS
+)
+
+
+@pytest.mark.parametrize("timeout_plugin", ["with-pytest-timeout", "without"])
+def test_host_side_hang_is_bounded_by_the_wall_clock_limit(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator, timeout_plugin: str
+) -> None:
+    if timeout_plugin == "with-pytest-timeout":
+        pytest.importorskip("pytest_timeout")
+        args: list[str] = []  # installed, but timing no test: the farm's limit applies
+    else:
+        args = ["-p", "no:timeout"]
+    farm(pytester, tmp_path, victim.url)
+    result, took = faulty_run(pytester, HOST_HANG_SUITE, "-n", "2", *args)
+    got = outcomes(result)
+    assert got["test_suite.py::test_hangs_on_the_host[victim]"] == "FAILED"
+    assert got["test_suite.py::test_limit_hits_mid_exchange[victim]"] == "FAILED"
+    assert got["test_suite.py::test_after[victim]"] == "PASSED"  # the board was checked, and recovered
+    check_bystander(got)
+    out = result.stdout.str()
+    assert out.count("HostTimeLimitExceeded: the test exceeded its wall-clock limit of 1 s on the host") == 2
+    table = out.split("boardfarm: results per board")[1]
+    assert "ok (recovered 1x)" in next(line for line in table.splitlines() if line.startswith("victim"))
+
+
+def test_farm_limit_default_from_the_command_line(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    suite = """
+import time, pytest
+
+@pytest.mark.board(name="victim")
+def test_hangs_on_the_host(board):
+    time.sleep(1e6)
+
+@pytest.mark.board(name="victim", test_timeout=0)
+def test_may_take_its_time(board):
+    time.sleep(1.5)
+"""
+    result, took = faulty_run(pytester, suite, "--farm-test-timeout", "1", "-p", "no:timeout")
+    got = outcomes(result)
+    assert got["test_suite.py::test_hangs_on_the_host[victim]"] == "FAILED"
+    assert got["test_suite.py::test_may_take_its_time[victim]"] == "PASSED"
+    assert "wall-clock limit of 1 s on the host" in result.stdout.str()
+
+
+def test_pytest_timeout_does_not_poison_the_board(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    pytest.importorskip("pytest_timeout")
+    (pytester.path / "farm.yaml").write_text(  # the default 10 s device deadline: longer than --timeout
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
+        f"  - {{name: victim, port: '{victim.url}'}}\n  - {{name: bystander, emulator: microbit}}\n"
+    )
+    suite = (
+        """
+import time, pytest
+
+@pytest.mark.timeout(1)
+@pytest.mark.board(name="victim", test_timeout=60)
+def test_timed_out(board):
+    board.exec("while True:\\n    pass", timeout=30)
+
+@pytest.mark.board(name="victim")
+def test_next(board):
+    assert board.eval("3 * 3") == 9
+
+@pytest.mark.board(name="victim")
+def test_and_the_next(board):
+    assert board.eval("4 * 4") == 16
+"""
+        + BYSTANDER_TESTS
+    )
+    # --timeout 5 for every test: the board's 10 s soft-reset deadline no longer hides a stuck board
+    result, took = faulty_run(pytester, suite, "--timeout", "5")
+    got = outcomes(result)
+    assert got["test_suite.py::test_timed_out[victim]"] == "FAILED"
+    assert got["test_suite.py::test_next[victim]"] == "PASSED"
+    assert got["test_suite.py::test_and_the_next[victim]"] == "PASSED"
+    check_bystander(got)
+    out = result.stdout.str()
+    assert "Timeout (>1.0s) from pytest-timeout" in out  # pytest-timeout owned that test's clock
+    assert "wall-clock limit" not in out
+    table = out.split("boardfarm: results per board")[1]
+    assert "ok (recovered 1x)" in next(line for line in table.splitlines() if line.startswith("victim"))

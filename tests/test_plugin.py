@@ -398,12 +398,21 @@ def test_hang(board):
         ("--farm-lock-timeout", "nan", "0 or more and at most 86400"),
         ("--farm-lock-timeout", "-1", "0 or more and at most 86400"),
         ("--farm-lock-timeout", "inf", "0 or more and at most 86400"),
+        ("--farm-test-timeout", "nan", "0 or more and at most 86400"),
+        ("--farm-test-timeout", "-5", "0 or more and at most 86400"),
     ],
 )
 def test_bad_seconds_are_a_usage_error(pytester: pytest.Pytester, option: str, value: str, rule: str) -> None:
     result = run(pytester, option, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"argument {option}: expected a number of seconds, {rule}, got '{value}'" in result.stderr.str()
+
+
+def test_a_bad_ini_test_timeout_is_a_usage_error(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makeini("[pytest]\nboardfarm_test_timeout = forever\n")
+    result = run(pytester, "--farm", str(farm))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini boardfarm_test_timeout = 'forever': expected a number of seconds, 0 or more" in result.stderr.str()
 
 
 def test_good_seconds_are_taken(pytester: pytest.Pytester, farm: Path) -> None:
@@ -422,6 +431,7 @@ BAD_MARKERS = {
     "test_nan": ('timeout=float("nan")', "timeout=nan: expected a number of seconds, more than 0 and at most 86400"),
     "test_negative": ("timeout=-1", "timeout=-1: expected a number of seconds, more than 0"),
     "test_tags": ("tags=5", "tags=5: expected a string or a list of strings"),
+    "test_wall": ('test_timeout="1"', "test_timeout='1': expected a number of seconds, 0 or more and at most 86400"),
 }
 
 

@@ -7,13 +7,12 @@ small TCP control port served here, as a power switch would on a real farm.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from pytest_boardfarm.rawrepl import INTERRUPT_SECONDS, Pacing
 
 from .fakes import FakeDevice
 from .procs import assert_no_emulators, marked, marked_qemu_pids
+from .tcprelay import TcpRelay
 from .test_faults import BYSTANDER_TESTS, check_bystander, faulty_run, victim  # noqa: F401 - victim is a fixture
 from .test_plugin import outcomes
 
@@ -67,45 +67,16 @@ class ResetSwitch:
         self.server.close()
 
 
-class DeafRelay:
+class DeafRelay(TcpRelay):
     """Relays a TCP serial port but drops every Ctrl-C: a port that cannot interrupt running code."""
 
     def __init__(self, target: str) -> None:
-        host, port = target.removeprefix("socket://").split(":")
-        self.target = (host, int(port))
         self.dropped = 0
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pipe, args=(client, upstream, self._deaf), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, bytes), daemon=True).start()
+        super().__init__(target, to_board=self._deaf)
 
     def _deaf(self, data: bytes) -> bytes:
         self.dropped += data.count(b"\x03")
         return data.replace(b"\x03", b"")
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket, change: Callable[[bytes], bytes]) -> None:
-        try:
-            while data := src.recv(4096):
-                dst.sendall(change(data))
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.server.close()
 
 
 @pytest.fixture

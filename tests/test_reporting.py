@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -171,3 +175,220 @@ def test_default_log_dir_and_no_logs(pytester: pytest.Pytester, farm: Path) -> N
     pytester.makepyfile(test_other="def test_other(board):\n    pass\n")
     run(pytester, "--farm", str(farm), "--farm-log-dir", "", "-k", "other", "-p", "no:randomly")
     assert not any("test_other" in p.name for p in (pytester.path / "boardfarm-results").rglob("*.log"))
+
+
+def junit_cases(path: Path) -> dict[str, ET.Element]:
+    """test name -> <testcase>, across every board's suite (after checking the structure)."""
+    root = ET.parse(path).getroot()
+    check_junit_structure(root)
+    return {c.get("name", ""): c for s in root for c in s.findall("testcase")}
+
+
+def junit_outcome(case: ET.Element) -> tuple[str, str]:
+    """("passed" / "failure" / "error" / "skipped", its message)."""
+    for child in case:
+        if child.tag in ("failure", "error", "skipped"):
+            return child.tag, child.get("message") or ""
+    return "passed", ""
+
+
+STOPPED_SUITE = """
+import time
+
+def test_a(board):
+    pass
+
+def test_hang(board):
+    open({started!r}, "a").write(board.name + "\\n")
+    time.sleep(60)
+
+def test_never(board):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "workers"),
+    [("SIGINT", []), ("SIGINT", ["-n", "2"]), ("SIGTERM", ["-n", "2"])],
+    ids=["ctrl-c", "ctrl-c-xdist", "sigterm-xdist"],
+)
+def test_stopped_run_reports_the_test_in_flight_as_interrupted(
+    pytester: pytest.Pytester, farm: Path, tmp_path: Path, how: str, workers: list[str]
+) -> None:
+    from .test_faults import start_run
+
+    started = tmp_path / "started"
+    pytester.makepyfile(test_stop=STOPPED_SUITE.format(started=str(started)))
+    in_flight = 2 if workers else 1
+    proc = start_run(
+        pytester,
+        started,
+        in_flight,
+        "--farm-junit",
+        "junit.xml",
+        *workers,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even if our caller ignores Ctrl-C
+    )
+    time.sleep(0.3)  # into the sleep
+    if how == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    else:
+        proc.send_signal(signal.SIGTERM)  # a cancelled CI job
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    cases = junit_cases(pytester.path / "junit.xml")
+    assert len(cases) == 6  # every test it knew of
+    hung = [b.strip() for b in started.read_text().split()]
+    for board in ("sim-1", "sim-2"):
+        outcome = junit_outcome(cases[f"test_hang[{board}]"])
+        before = ("error", "not run: the run was stopped (Ctrl-C or SIGTERM) before this test")
+        if board in hung:  # its tests run together, in order: test_a before the hang
+            assert outcome == ("error", "interrupted: the run was stopped (Ctrl-C or SIGTERM) during this test")
+            assert junit_outcome(cases[f"test_a[{board}]"]) == ("passed", "")
+        else:  # without xdist, the other board's tests come after the first board's
+            assert outcome == before
+            assert junit_outcome(cases[f"test_a[{board}]"]) == before
+        assert junit_outcome(cases[f"test_never[{board}]"]) == (
+            "error",
+            "not run: the run was stopped (Ctrl-C or SIGTERM) before this test",
+        )
+    table = out.split("boardfarm: results per board")[1].splitlines()
+    for board in ("sim-1", "sim-2"):
+        row = next(line for line in table if line.startswith(board)).split()
+        counts = ["1", "0", "2"] if board in hung else ["0", "0", "3"]  # a board never used shows no platform
+        assert [cell for cell in row if cell.isdigit()][:3] == counts  # passed, failed, errors
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
+def test_run_stopped_before_its_session_started_still_writes_junit(
+    pytester: pytest.Pytester, farm: Path, workers: list[str]
+) -> None:
+    pytester.makeconftest("def pytest_sessionstart(session):\n    raise KeyboardInterrupt\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", str(farm), "--farm-junit", "junit.xml", *workers)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert junit_cases(pytester.path / "junit.xml") == {}  # valid, and it knew of no test yet
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
+def test_collect_only_reports_no_errors(
+    pytester: pytest.Pytester, farm: Path, workers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(pytester, "--farm", str(farm), "--farm-junit", "junit.xml", "--collect-only", *workers)
+    assert result.ret == pytest.ExitCode.OK
+    out = result.stdout.str()
+    assert "test_passes[sim-1]" in out  # it did list them
+    assert "::error" not in out and "not run" not in out
+    assert "boardfarm: results per board" not in out  # no test ran: no table
+    assert junit_cases(pytester.path / "junit.xml") == {}
+    assert "⚠️" not in (summary.read_text() if summary.exists() else "")
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
+def test_deselected_tests_are_not_errors(pytester: pytest.Pytester, farm: Path, workers: list[str]) -> None:
+    pytester.makepyfile(
+        test_suite="""
+def test_ok(board):
+    pass
+
+def test_bad(board):
+    assert board.name == "sim-1"
+"""
+    )
+    args = ["--farm", str(farm), "--farm-junit", "junit.xml", "-v", *workers]
+    pytester.runpytest_subprocess(*args, timeout=120)  # test_bad[sim-2] fails: --lf's cache
+    again = pytester.runpytest_subprocess(*args, "--lf", "test_suite.py", timeout=120)
+    assert again.ret == pytest.ExitCode.TESTS_FAILED
+    cases = junit_cases(pytester.path / "junit.xml")
+    assert {name: junit_outcome(case)[0] for name, case in cases.items()} == {"test_bad[sim-2]": "failure"}
+    for deselect in (["-k", "ok"], ["--deselect", "test_suite.py::test_bad"], ["-m", "slow"]):
+        run(pytester, *args, *deselect)
+        cases = junit_cases(pytester.path / "junit.xml")
+        assert set(cases) == ({"test_ok[sim-1]", "test_ok[sim-2]"} if deselect[0] != "-m" else set())
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
+def test_tests_cut_off_by_maxfail_are_not_run_errors(pytester: pytest.Pytester, farm: Path, workers: list[str]) -> None:
+    pytester.makepyfile(
+        test_suite="""
+def test_fails(board):
+    assert board.name == "nobody"
+
+def test_later(board):
+    pass
+"""
+    )
+    result = run(pytester, "--farm", str(farm), "--farm-junit", "junit.xml", "-x", *workers)
+    cases = junit_cases(pytester.path / "junit.xml")
+    assert len(cases) == 4, result.stdout.str()
+    outcomes = [junit_outcome(c) for c in cases.values()]
+    assert 1 <= [o[0] for o in outcomes].count("failure") <= (2 if workers else 1)  # -n: each board may fail first
+    cut = [o for o in outcomes if o[0] == "error"]
+    reason = re.compile(r"not run: the run stopped after [12] failures \(-x/--maxfail\) before this test")
+    assert all(reason.fullmatch(o[1]) for o in cut), cut
+    if not workers:
+        assert len(cut) == 3  # nothing ran after the first failure
+
+
+def test_reports_are_best_effort(pytester: pytest.Pytester, farm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (pytester.path / "a-file").write_text("not a directory\n")  # as root, permissions stop nothing: this does
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "a-file" / "summary.md"))
+    pytester.makepyfile(test_suite=SUITE)
+    result = run(
+        pytester,
+        "--farm",
+        str(farm),
+        "--farm-log-dir",
+        "a-file/logs",
+        "--farm-junit",
+        "a-file/junit.xml",
+        "-W",
+        "always",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the tests' own verdict, as without reports
+    result.assert_outcomes(passed=3, failed=2, skipped=1)
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out
+    assert out.count("could not write the serial log") == 1
+    assert "further serial log failures are not reported" in out
+    assert out.count("could not write the JUnit file a-file/junit.xml: [Errno") == 1
+    assert out.count("could not write the GitHub job summary") == 1
+    assert "JUnit per board:" not in out  # the table does not point at a file that is not there
+
+
+def report(nodeid: str, when: str, outcome: str = "passed", longrepr: str | None = None) -> pytest.TestReport:
+    from pytest_boardfarm.results import BOARD_PROPERTY
+
+    return pytest.TestReport(
+        nodeid, ("t.py", 1, nodeid), {}, outcome, longrepr, when, user_properties=[(BOARD_PROPERTY, "b")]
+    )
+
+
+def test_a_test_without_its_call_report_is_never_passed() -> None:
+    from pytest_boardfarm.results import ResultsCollector, RunEnd
+
+    collector = ResultsCollector()
+    for nodeid in ("t.py::a[b]", "t.py::cut[b]", "t.py::crashed[b]", "t.py::never[b]"):
+        collector.note_collected(nodeid, "b")
+    for phase in ("setup", "call", "teardown"):
+        collector.pytest_runtest_logreport(report("t.py::a[b]", phase))
+    collector.pytest_runtest_logreport(report("t.py::cut[b]", "setup"))  # Ctrl-C in its call: no call report
+    collector.pytest_runtest_logreport(report("t.py::crashed[b]", "setup"))
+    collector.pytest_runtest_logreport(report("t.py::crashed[b]", "teardown", "failed", "worker 'gw0' crashed"))
+    end = RunEnd.stopped("the run was stopped")
+    (board,) = collector.by_board(end)
+    got = {t.nodeid: (t.outcome, t.summary) for t in board.tests}
+    assert got == {
+        "t.py::a[b]": ("passed", "passed"),
+        "t.py::cut[b]": ("error", "interrupted: the run was stopped during this test"),
+        "t.py::crashed[b]": ("error", "interrupted: the run was stopped during this test"),
+        "t.py::never[b]": ("error", "not run: the run was stopped before this test"),
+    }
+    assert "worker 'gw0' crashed" in next(t.details for t in board.tests if t.nodeid == "t.py::crashed[b]")
+    (board,) = collector.by_board(RunEnd(nothing_runs=True))  # --collect-only, --setup-only
+    assert [t.nodeid for t in board.tests] == ["t.py::a[b]"]
