@@ -201,7 +201,10 @@ class FarmSession:
         return held.spec.timeout
 
     def _note_health(self, item: pytest.Item, name: str, held: Allocated | None, problem: str | None) -> None:
-        if problem is not None:
+        outcome = self.pool.flashed.get(name)
+        if problem is not None and outcome is not None and not outcome.ok:  # the test errors say why
+            status = "quarantined: flashing failed" if outcome.result == "failed" else "not tested: image failed"
+        elif problem is not None:
             status = problem.removeprefix(f"board {name} ")
         elif held is not None and held.recoveries:
             status = f"ok (recovered {len(held.recoveries)}x)"
