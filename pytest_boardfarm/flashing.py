@@ -150,7 +150,8 @@ def _flash_and_verify(target: Target, image: Path, firmware: FirmwareSpec | None
     try:
         if firmware is not None:
             _verify(board, firmware)
-        board.put(f"{digest(image)} {image.name}\n".encode(), MARKER)
+        if target.keeps_image:  # the marker is what a later run's skip is proven by
+            board.put(f"{digest(image)} {image.name}\n".encode(), MARKER)
     except BaseException:
         board.close()
         raise
