@@ -413,4 +413,4 @@ class BoardPool:
             self.release(name)
         workers, self._workers = self._workers, None
         if workers is not None:
-            workers.shutdown()
+            workers.shutdown(cancel_futures=True)  # after Ctrl-C: boards not started yet are not

@@ -20,6 +20,7 @@ from pytest_boardfarm.emulator import FIRMWARE, MicrobitEmulator, check_installe
 from pytest_boardfarm.inventory import FarmConfigError, load_farm, parse_farm
 from pytest_boardfarm.pool import BoardPool, BoardUnavailable
 
+from .procs import assert_no_emulators, marked
 from .ptyrelay import PtyRelay
 from .test_plugin import outcomes, run
 
@@ -191,7 +192,9 @@ def test_a_corrupt_image_rolls_back_or_quarantines(pytester: pytest.Pytester) ->
         },
     )
     pytester.makepyfile(test_app=SUITE)
-    result = run(pytester, "--farm", str(farm), "--farm-flash", "--farm-reset", "never", "--farm-junit", "j.xml")
+    with marked() as mark:
+        result = run(pytester, "--farm", str(farm), "--farm-flash", "--farm-reset", "never", "--farm-junit", "j.xml")
+    assert_no_emulators(mark)  # failed boots and rolled-back boards leave no QEMU behind
     found = outcomes(result)
     assert found["test_app.py::test_runs_the_new_image[sim-ok]"] == "PASSED"
     for name in ("sim-rollback", "sim-lost", "sim-wrong"):
@@ -366,7 +369,9 @@ def test_a_flasher_that_hangs_is_stopped(tmp_path: Path, monkeypatch: pytest.Mon
 def test_boardfarm_flash_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_images(tmp_path)
     farm = emulated_farm(tmp_path, {"sim-ok": ("app7", None), "sim-rollback": ("app6", "good")})
-    assert cli.main(["flash", "--farm", str(farm)]) == 1
+    with marked() as mark:
+        assert cli.main(["flash", "--farm", str(farm)]) == 1
+    assert_no_emulators(mark)
     out = capsys.readouterr().out
     assert "sim-ok: flashing app7.hex (" in out and "sim-rollback: rolling back to good.hex (" in out
     table = out[out.index("\nboard ") + 1 :].splitlines()
