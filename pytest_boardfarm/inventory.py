@@ -33,6 +33,17 @@ RESERVED_NAMES = ("no-board",)  # the test id of a test no board matches (sessio
 
 
 @dataclass(frozen=True)
+class FirmwareSpec:
+    """The firmware a board must run (``firmware:`` in farm.yaml), paths resolved."""
+
+    image: Path
+    version: str | None = None  # a regex os.uname()/sys.version must match after flashing
+    check: str | None = None  # a Python expression that must be true on the board after boot
+    fallback: Path | None = None  # the last known-good image, flashed back when the new one fails
+    where: str = ""
+
+
+@dataclass(frozen=True)
 class BoardSpec:
     """One board as farm.yaml describes it."""
 
@@ -46,6 +57,7 @@ class BoardSpec:
     timeout: float = 10.0
     reset: tuple[str, ...] = ()  # argument template, e.g. ("uhubctl", "-p", "{port}", "-a", "cycle")
     flash: tuple[str, ...] = ()
+    firmware: FirmwareSpec | None = None
     rts_reset: bool = False  # hard reset by pulsing RTS (wired to EN/RESET on most dev boards)
     dtr: bool = True  # the modem lines while the port is open: asserted, as mpremote holds them
     rts: bool = True
@@ -403,6 +415,47 @@ def _emulator(c: _Checker, node: Node, key: str) -> str | None:
     return value
 
 
+def _firmware(c: _Checker, node: Node, key: str) -> dict[str, Any] | None:
+    """``firmware:``: image (required), version (a regex), check (an expression), fallback.
+    Paths stay text here; ``_board`` resolves them against farm.yaml's directory."""
+    entries = c.mapping(node, key)
+    if entries is None:
+        return None
+    before = len(c.problems)
+    out: dict[str, Any] = {"where": c.where(node)}
+    for name, key_node, value in entries:
+        path = f"{key}.{name}"
+        if name not in _FIRMWARE_KEYS:
+            _unknown(c, key_node, path, _FIRMWARE_KEYS)
+            continue
+        text = c.scalar(value, path, str, _FIRMWARE_KEYS[name])
+        if text is None:
+            continue
+        if name == "version":
+            try:
+                re.compile(text)
+            except re.error as exc:
+                c.problem(value, path, f"not a valid regular expression: {exc}")
+                continue
+        if name == "check":
+            try:
+                compile(text, path, "eval")
+            except SyntaxError as exc:
+                c.problem(value, path, f"not a Python expression: {exc.msg}")
+                continue
+        out[name] = text
+    if "image" not in out and len(c.problems) == before:
+        c.problem(node, f"{key}.image", "missing; the firmware image to flash (a path relative to farm.yaml)")
+    return out if len(c.problems) == before else None
+
+
+_FIRMWARE_KEYS = {
+    "image": "an image path",
+    "version": "a regular expression",
+    "check": "a Python expression",
+    "fallback": "an image path",
+}
+
 # key -> converter(checker, node, key) -> value or None (problem recorded)
 _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "name": _name,
@@ -415,6 +468,7 @@ _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "timeout": lambda c, n, k: c.scalar(n, k, seconds, seconds_rule()),
     "reset": _command(FIELDS),
     "flash": _command(FLASH_FIELDS),
+    "firmware": _firmware,
     "rts_reset": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "dtr": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "rts": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
@@ -577,8 +631,16 @@ def _board(
         )
     if "emulator" in written and written & {"port", "serial_number"}:
         c.problem(node, f"{label}.emulator", "an emulated board has no 'port' or 'serial_number'")
+    if "firmware" in merged and not merged.get("emulator") and "flash" not in merged:
+        c.problem(node, f"{label}.flash", "missing; a board with 'firmware' needs a 'flash' command (or 'emulator')")
     if len(c.problems) > before:
         return name, None
+    if "firmware" in merged:
+        fw = dict(merged["firmware"])
+        fw["image"] = (base / fw["image"]).resolve()
+        if "fallback" in fw:
+            fw["fallback"] = (base / fw["fallback"]).resolve()
+        merged["firmware"] = FirmwareSpec(**fw)
     if "deploy" in merged:
         merged["deploy"] = (base / merged["deploy"]).resolve()
     if merged.get("emulator") and "platform" not in merged:

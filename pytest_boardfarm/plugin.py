@@ -68,8 +68,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_LOG_DIR,
         help=f"serial logs, one file per board per test (default {DEFAULT_LOG_DIR}; '' for none)",
     )
+    group.addoption(
+        "--farm-flash",
+        action="store_true",
+        help="before a board's first test, flash farm.yaml's firmware image unless the board proves it runs it",
+    )
     parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
     parser.addini("boardfarm_test_timeout", "default for --farm-test-timeout (seconds)")
+    parser.addini("boardfarm_flash", "like --farm-flash", type="bool", default=False)
 
 
 def _seconds_option(*, zero_ok: bool) -> Callable[[str], float]:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from serial.tools import list_ports
 
-from . import commands
+from . import commands, flashing
 from .board import Board, BoardInfo
 from .deadline import Deadline
 from .emulators import EMULATORS, EmulatedBoard
@@ -31,6 +33,8 @@ from .rawrepl import Pacing
 MAX_RECOVERIES = 3  # a board that needs more than this in one run is quarantined
 PORT_RETURN_SECONDS = 10.0  # how long reconnecting waits for a USB port to re-enumerate
 PORT_POLL_SECONDS = 0.1
+FLASH_SECONDS = 600.0  # the longest a flasher command may run (a big image over a slow bootloader)
+FLASH_PORT_SECONDS = 30.0  # how long a flashed board's port may take to come back
 
 
 class FarmBoard(Board):
@@ -72,6 +76,7 @@ class Allocated:
     deployed: DeployResult | None = None
     last_module: str | None = None
     recoveries: list[RecoveryLog] = field(default_factory=list)
+    flashed: flashing.Outcome | None = None
 
 
 def find_serial_number(serial_number: str) -> str:
@@ -112,18 +117,119 @@ def _port_for(spec: BoardSpec, wait: float = 0.0) -> str:
         time.sleep(min(PORT_POLL_SECONDS, deadline.remaining()))
 
 
+class _EmulatorTarget:
+    """An emulated board: flashing restarts its emulator on the image.
+
+    Its emulator lives as long as this process, so nothing flashed before can
+    be on it: it is always flashed (started on the image), never skipped.
+    """
+
+    keeps_image = False
+
+    def __init__(self, pool: BoardPool, spec: BoardSpec) -> None:
+        self.pool = pool
+        self.spec = spec
+        self.name = spec.name
+        self.emulator: EmulatedBoard | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.emulator is not None
+        return self.emulator.url
+
+    def install(self, image: Path) -> None:
+        self.stop()
+        self.emulator = EMULATORS[self.spec.emulator or ""](firmware=image)
+        self.emulator.start(timeout=self.spec.timeout)  # a failed start leaves no QEMU behind
+
+    def connect(self) -> FarmBoard:
+        if self.emulator is None or not self.emulator.running():
+            raise flashing.FlashError(f"emulated board {self.name} is not started")
+        return self.pool._connect(self.spec, self.url)
+
+    def stop(self) -> None:
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
+
+
+class _CommandTarget:
+    """A real board: flashing runs farm.yaml's ``flash`` command, then waits for the port."""
+
+    emulator = None
+    keeps_image = True
+
+    def __init__(self, pool: BoardPool, spec: BoardSpec) -> None:
+        self.pool = pool
+        self.spec = spec
+        self.name = spec.name
+        self.url = spec.port or ""
+
+    def install(self, image: Path) -> None:
+        with contextlib.suppress(BoardUnavailable):
+            self.url = _port_for(self.spec)
+        values = {
+            "name": self.spec.name,
+            "port": self.url,
+            "serial_number": self.spec.serial_number or "",
+            "platform": self.spec.platform,
+            "image": str(image),
+        }
+        commands.run(self.spec.flash, values, FLASH_SECONDS)
+        self.url = _port_for(self.spec, FLASH_PORT_SECONDS)  # USB boards re-enumerate after a flash
+
+    def connect(self) -> FarmBoard:
+        self.url = _port_for(self.spec)
+        return self.pool._connect(self.spec, self.url)
+
+    def stop(self) -> None:
+        pass
+
+
 def _lock_key(spec: BoardSpec) -> str:
     """What a board's lock is named after: what is physically shared."""
     return spec.serial_number or spec.port or spec.name
 
 
 class BoardPool:
-    def __init__(self, farm: Farm, *, lock_timeout: float = 60.0, run_id: str = "") -> None:
+    def __init__(
+        self,
+        farm: Farm,
+        *,
+        lock_timeout: float = 60.0,
+        run_id: str = "",
+        flash: bool = False,
+        force: bool = False,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.farm = farm
         self.lock_timeout = lock_timeout
         self.run_id = run_id
+        self.flash = flash  # put each board's farm.yaml firmware on it before handing it out
+        self.force = force  # flash even a board that proves it runs the image
+        self.log = log  # progress while flashing (the command line prints it)
         self.held: dict[str, Allocated] = {}
         self.unavailable: dict[str, str] = {}
+        self.flashed: dict[str, flashing.Outcome] = {}  # what flashing did, per board, in this process
+        self._workers: ThreadPoolExecutor | None = None
+
+    def acquire_many(self, names: Iterable[str]) -> None:
+        """Prepare several boards at once (each flashes in its own thread); errors are
+        remembered per board, as ``acquire`` does, and raised when a test asks."""
+        todo = [name for name in dict.fromkeys(names) if name not in self.held and name not in self.unavailable]
+        if not todo:
+            return
+
+        def one(name: str) -> None:
+            with contextlib.suppress(BoardUnavailable):
+                self.acquire(name)
+
+        # The threads live until release_all(): an emulator started in a thread is
+        # killed when that thread ends (PR_SET_PDEATHSIG follows the thread, not the process).
+        self._workers = self._workers or ThreadPoolExecutor(max_workers=64, thread_name_prefix="boardfarm-prepare")
+        workers = [self._workers.submit(one, name) for name in todo]
+        for work in workers:
+            work.result()
 
     def acquire(self, name: str) -> Allocated:
         """The prepared board, or BoardUnavailable with the reason (remembered)."""
@@ -154,12 +260,16 @@ class BoardPool:
             lock = BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
             lock.acquire(self.lock_timeout)
         try:
-            if spec.emulator:
-                emulator = EMULATORS[spec.emulator]().start()
-                url = emulator.url
+            if self.flash and spec.firmware is not None:
+                held = self._flash(spec, lock)
+                emulator = held.emulator
             else:
-                url = _port_for(spec)
-            held = Allocated(spec, self._connect(spec, url, enter=False), url, lock, emulator)
+                if spec.emulator:
+                    emulator = EMULATORS[spec.emulator]().start()
+                    url = emulator.url
+                else:
+                    url = _port_for(spec)
+                held = Allocated(spec, self._connect(spec, url, enter=False), url, lock, emulator)
             try:
                 self._bring_up(held)
             except BaseException:
@@ -172,6 +282,27 @@ class BoardPool:
                 lock.release()
             raise
         return held
+
+    def _flash(self, spec: BoardSpec, lock: BoardLock | None) -> Allocated:
+        """Flash (or prove) the board's firmware; the board connected, or an error that
+        says which image failed, why, and what the board runs now."""
+        assert spec.firmware is not None
+        target = _EmulatorTarget(self, spec) if spec.emulator else _CommandTarget(self, spec)
+        try:
+            outcome, board = flashing.ensure(target, spec.firmware, force=self.force, log=self.log)
+        except BaseException:
+            target.stop()
+            raise
+        self.flashed[spec.name] = outcome
+        if board is None:
+            target.stop()
+            raise Quarantined(f"flashing failed: {outcome.describe()}")
+        if not outcome.ok:  # rolled back: the board works, but not on the firmware the tests are for
+            board.close()
+            target.stop()
+            raise BoardUnavailable(f"not tested: {outcome.describe()}")
+        assert isinstance(board, FarmBoard)
+        return Allocated(spec, board, target.url, lock, target.emulator, flashed=outcome)
 
     def _bring_up(self, held: Allocated) -> None:
         """Get the board answering and naming its firmware, then deploy.
@@ -280,3 +411,6 @@ class BoardPool:
     def release_all(self) -> None:
         for name in list(self.held):
             self.release(name)
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(cancel_futures=True)  # after Ctrl-C: boards not started yet are not

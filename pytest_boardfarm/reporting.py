@@ -141,8 +141,8 @@ class FarmReporter(ResultsCollector):
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or not boards:
             return
-        headers = ("board", "platform", "passed", "failed", "errors", "skipped", "time", "health")
-        rows = [
+        headers: tuple[str, ...] = ("board", "platform", "passed", "failed", "errors", "skipped", "time", "health")
+        rows: list[tuple[str, ...]] = [
             (
                 b.name,
                 b.info.get("platform", ""),
@@ -155,11 +155,14 @@ class FarmReporter(ResultsCollector):
             )
             for b in boards
         ]
+        if any("image" in b.info for b in boards):  # --farm-flash: what each board ran
+            headers = (*headers, "image")
+            rows = [(*row, _image(b.info)) for row, b in zip(rows, boards, strict=True)]
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         reporter.write_sep("=", "boardfarm: results per board")
         for row in (headers, *rows):
             cells = [
-                cell.ljust(width) if column in (0, 1, 7) else cell.rjust(width)
+                cell.ljust(width) if column in (0, 1, 7, 8) else cell.rjust(width)
                 for column, (cell, width) in enumerate(zip(row, widths, strict=True))
             ]
             reporter.write_line("  ".join(cells).rstrip())
@@ -190,3 +193,8 @@ class FarmReporter(ResultsCollector):
             reporter.write_line(line, yellow=True, bold=True)
         else:
             print(line, file=sys.stderr)
+
+
+def _image(info: Mapping[str, str]) -> str:
+    """The image a board ran and what flashing did: ``app.hex (1a2b3c4d), flashed``."""
+    return f"{info['image']}, {info.get('flash', '?')}" if "image" in info else ""

@@ -62,7 +62,8 @@ class FarmSession:
         self.reset_mode: str = config.getoption("farm_reset")
         run_id = os.environ.get("BOARDFARM_RUN_ID") or f"run {uuid.uuid4().hex[:8]}"
         os.environ.setdefault("BOARDFARM_RUN_ID", run_id)  # xdist workers inherit it
-        self.pool = BoardPool(farm, lock_timeout=config.getoption("farm_lock_timeout"), run_id=run_id)
+        flash = bool(config.getoption("farm_flash") or config.getini("boardfarm_flash"))
+        self.pool = BoardPool(farm, lock_timeout=config.getoption("farm_lock_timeout"), run_id=run_id, flash=flash)
         self.worker_boards = WorkerBoards()  # xdist controller: each worker's {test id: board}
         self.last_test_of: dict[str, str] = {}  # board -> its last test here (not under xdist)
         log_dir = config.getoption("farm_log_dir")
@@ -113,6 +114,18 @@ class FarmSession:
             tested = identify(item)
             if tested:
                 self.last_test_of[tested.board] = item.nodeid
+        if self.pool.flash and not self.config.option.collectonly:
+            self._flash_all_at_once()
+
+    def _flash_all_at_once(self) -> None:
+        """Without xdist, flash every board this run uses in parallel before the first test
+        (under xdist each worker flashes its own at first use, so they overlap anyway).
+        Only boards free now: waiting for one board's lock while holding others could
+        hold two runs up against each other; the rest flash when their first test comes."""
+        names = [
+            name for name in self.last_test_of if self.farm.get(name).firmware is not None and self.pool.is_free(name)
+        ]
+        self.pool.acquire_many(names)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: object) -> None:
@@ -188,7 +201,10 @@ class FarmSession:
         return held.spec.timeout
 
     def _note_health(self, item: pytest.Item, name: str, held: Allocated | None, problem: str | None) -> None:
-        if problem is not None:
+        outcome = self.pool.flashed.get(name)
+        if problem is not None and outcome is not None and not outcome.ok:  # the test errors say why
+            status = "quarantined: flashing failed" if outcome.result == "failed" else "not tested: image failed"
+        elif problem is not None:
             status = problem.removeprefix(f"board {name} ")
         elif held is not None and held.recoveries:
             status = f"ok (recovered {len(held.recoveries)}x)"
@@ -204,6 +220,9 @@ class FarmSession:
             out["port"] = held.url
             if held.info is not None:
                 out.update(firmware=held.info.firmware, unique_id=held.info.unique_id)
+        outcome = self.pool.flashed.get(name)
+        if outcome is not None:  # flashed, skipped or rolled back in this run
+            out.update(image=outcome.running, flash=outcome.result)
         out["health"] = health
         out.update({f"property.{k}": v for k, v in spec.properties.items()})
         return out
