@@ -432,6 +432,53 @@ def test_never(board):
     assert "test_a[victim]" in names and "test_never[bystander]" in names  # reported, even if never run
 
 
+def test_stopped_xdist_run_has_its_junit_file_before_its_workers_are_down(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    # Only the controller gets the signal (`docker stop`, a CI runner stopping the main
+    # process): xdist then waits up to 10 s for workers busy in a test before killing
+    # them, and the stopper's SIGKILL may come first. The report must already be there.
+    farm(pytester, tmp_path, victim.url)
+    started = tmp_path / "started"
+    pytester.makepyfile(
+        test_hang=f"""
+import time
+def test_hang(board):
+    open({str(started)!r}, "a").write(board.name + "\\n")
+    time.sleep(30)
+
+def test_never(board):
+    pass
+"""
+    )
+    with marked() as mark:
+        proc = start_run(
+            pytester,
+            started,
+            2,
+            "-n",
+            "2",
+            "--farm-junit",
+            "junit.xml",
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(3)  # the stopper's grace period, shorter than xdist's 10 s
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers the controller had no time to stop
+    assert_no_emulators(mark)
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    assert set(cases) == {"test_hang[victim]", "test_hang[bystander]", "test_never[victim]", "test_never[bystander]"}
+    for name in ("test_hang[victim]", "test_hang[bystander]"):
+        error = cases[name].find("error")
+        assert error is not None and "interrupted" in str(error.get("message")), name  # never "passed"
+
+
 HOST_HANG_SUITE = (
     """
 import time, pytest

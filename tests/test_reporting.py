@@ -247,7 +247,13 @@ def test_stopped_run_reports_the_test_in_flight_as_interrupted(
             assert outcome == ("error", "interrupted: the run was stopped (Ctrl-C or SIGTERM) during this test")
         else:
             assert outcome == ("error", "not run: the run was stopped (Ctrl-C or SIGTERM) before this test")
-        assert junit_outcome(cases[f"test_a[{board}]"]) == ("passed", "")
+        if board in hung:
+            assert junit_outcome(cases[f"test_a[{board}]"]) == ("passed", "")
+        else:  # without xdist a board's tests run together: the other board's never started
+            assert junit_outcome(cases[f"test_a[{board}]"]) == (
+                "error",
+                "not run: the run was stopped (Ctrl-C or SIGTERM) before this test",
+            )
         assert junit_outcome(cases[f"test_never[{board}]"]) == (
             "error",
             "not run: the run was stopped (Ctrl-C or SIGTERM) before this test",
@@ -255,7 +261,8 @@ def test_stopped_run_reports_the_test_in_flight_as_interrupted(
     table = out.split("boardfarm: results per board")[1].splitlines()
     for board in ("sim-1", "sim-2"):
         row = next(line for line in table if line.startswith(board)).split()
-        assert row[2:5] == ["1", "0", "2"]  # passed, failed, errors
+        counts = [cell for cell in row[1:] if cell.isdigit()][:3]  # passed, failed, errors
+        assert counts == (["1", "0", "2"] if board in hung else ["0", "0", "3"])
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
