@@ -56,7 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--farm-test-timeout",
-        type=float,
+        type=_seconds_option(zero_ok=True),
         metavar="SECONDS",
         help=f"wall-clock limit on the host for each board test (default {DEFAULT_TEST_SECONDS:g}; 0 for none); "
         "@pytest.mark.board(test_timeout=...) sets a test's own; pytest-timeout, where it times a test, takes over",
@@ -108,8 +108,20 @@ def _load(config: pytest.Config) -> Farm | None:
                 farm.get(name)
         except (FarmConfigError, UnknownBoard) as exc:
             raise pytest.UsageError(str(exc)) from None
+        _check_ini_seconds(config, "boardfarm_test_timeout")
     config.stash[FARM_KEY] = farm
     return farm
+
+
+def _check_ini_seconds(config: pytest.Config, name: str) -> None:
+    """A bad ini value is a usage error before anything runs, not an error in every test."""
+    text = config.getini(name)
+    if not text:
+        return
+    try:
+        seconds(text, zero_ok=True)
+    except ValueError:
+        raise pytest.UsageError(f"ini option {name}: expected {seconds_rule(zero_ok=True)}, got {text!r}") from None
 
 
 def command_line_filters(config: pytest.Config) -> Filters:

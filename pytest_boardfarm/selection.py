@@ -48,20 +48,21 @@ def marker_problems(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]
             close = difflib.get_close_matches(key, MARKER_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"unknown argument {key!r}{hint}; known: {known}")
-        elif key == "timeout":
-            if value is not None and not _is_seconds(value):
-                problems.append(f"timeout={short_repr(value)}: expected {seconds_rule()}")
+        elif key in ("timeout", "test_timeout"):
+            zero_ok = key == "test_timeout"  # 0: no limit on the host
+            if value is not None and not _is_seconds(value, zero_ok=zero_ok):
+                problems.append(f"{key}={short_repr(value)}: expected {seconds_rule(zero_ok=zero_ok)}")
         elif not (value is None or isinstance(value, str) or _is_str_list(value)):
             problems.append(f"{key}={short_repr(value)}: expected a string or a list of strings")
     return problems
 
 
-def _is_seconds(value: Any) -> bool:
+def _is_seconds(value: Any, *, zero_ok: bool = False) -> bool:
     """A number (not text: the marker is Python) of seconds that ``seconds`` accepts."""
     if isinstance(value, str):
         return False
     try:
-        seconds(value)
+        seconds(value, zero_ok=zero_ok)
     except ValueError:
         return False
     return True

@@ -398,6 +398,9 @@ def test_hang(board):
         ("--farm-lock-timeout", "nan", "0 or more and at most 86400"),
         ("--farm-lock-timeout", "-1", "0 or more and at most 86400"),
         ("--farm-lock-timeout", "inf", "0 or more and at most 86400"),
+        ("--farm-test-timeout", "nan", "0 or more and at most 86400"),
+        ("--farm-test-timeout", "inf", "0 or more and at most 86400"),
+        ("--farm-test-timeout", "-5", "0 or more and at most 86400"),
     ],
 )
 def test_bad_seconds_are_a_usage_error(pytester: pytest.Pytester, option: str, value: str, rule: str) -> None:
@@ -422,7 +425,28 @@ BAD_MARKERS = {
     "test_nan": ('timeout=float("nan")', "timeout=nan: expected a number of seconds, more than 0 and at most 86400"),
     "test_negative": ("timeout=-1", "timeout=-1: expected a number of seconds, more than 0"),
     "test_tags": ("tags=5", "tags=5: expected a string or a list of strings"),
+    "test_host_limit": ("test_timeout=-1", "test_timeout=-1: expected a number of seconds, 0 or more"),
+    "test_host_limit_text": ('test_timeout="30"', "test_timeout='30': expected a number of seconds, 0 or more"),
 }
+
+
+def test_the_documented_marker_arguments_are_taken(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(
+        test_marked="import pytest\n"
+        "@pytest.mark.board(name='sim-1', platform='microbit', tags=[], timeout=5, test_timeout=30)\n"
+        "def test_limited(board):\n    pass\n"
+        "@pytest.mark.board(name='sim-1', test_timeout=0)\n"
+        "def test_unlimited(board):\n    pass\n"
+    )
+    run(pytester, "--farm", str(farm)).assert_outcomes(passed=2)
+
+
+def test_a_bad_ini_host_limit_is_a_usage_error(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makeini("[pytest]\nboardfarm_test_timeout = soon\n")
+    pytester.makepyfile(test_one="def test_one(board):\n    pass\n")
+    result = run(pytester, "--farm", str(farm))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini option boardfarm_test_timeout: expected a number of seconds, 0 or more" in result.stderr.str()
 
 
 def test_a_bad_marker_is_a_collection_error_not_a_run_everywhere(pytester: pytest.Pytester, farm: Path) -> None:
