@@ -36,11 +36,22 @@ def _emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _board_count(text: str) -> int:
+    """An argparse type: 0 boards would print nothing and wait, as if it served some."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more boards, got {text!r}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boardfarm", description="Tools for a farm of MicroPython boards.")
     commands = parser.add_subparsers(dest="command", required=True)
     emulate = commands.add_parser("emulate", help="run emulated micro:bits until interrupted; prints their URLs")
-    emulate.add_argument("--count", "-n", type=int, default=1, help="how many boards (default 1)")
+    emulate.add_argument("--count", "-n", type=_board_count, default=1, help="how many boards (default 1)")
     emulate.set_defaults(func=_emulate)
     return parser
 

@@ -72,3 +72,16 @@ def test_missing_qemu_names_the_packages() -> None:
     )
     assert result.returncode == 2
     assert "apt-get install qemu-system-arm firmware-microbit-micropython" in result.stderr
+
+
+def test_a_count_of_no_boards_is_a_usage_error() -> None:
+    """Before: ``--count 0`` printed nothing and waited for Ctrl-C, as if it served boards."""
+    for count in ("0", "-2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_boardfarm.cli", "emulate", "--count", count],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert f"argument --count/-n: expected 1 or more boards, got '{count}'" in done.stderr
