@@ -400,6 +400,35 @@ def test_hang(board):
     assert all(v == "PASSED" for v in got.values()) and len(got) == 4
 
 
+CRASH_SUITE = (
+    """
+import os, signal, pytest
+
+@pytest.mark.board(name="victim")
+def test_crashes_its_worker(board):
+    os.kill(os.getpid(), signal.SIGKILL)  # a segfaulting C extension, the OOM killer
+
+@pytest.mark.board(name="victim")
+def test_after_the_crash(board):
+    assert board.eval("3 * 3") == 9
+"""
+    + BYSTANDER_TESTS
+)
+
+
+def test_a_test_that_crashes_its_worker_runs_once_and_the_board_goes_on(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    result, took = faulty_run(pytester, CRASH_SUITE, "-n", "2", "--farm-lock-timeout", "10")
+    got = outcomes(result)
+    assert got["test_suite.py::test_crashes_its_worker[victim]"] == "FAILED"
+    assert got["test_suite.py::test_after_the_crash[victim]"] == "PASSED"  # on the replacement worker
+    check_bystander(got)
+    out = result.stdout.str()
+    assert out.count("replacing crashed worker") == 1, out  # before: once per retry, until xdist gave up
+
+
 def test_sigterm_ends_the_run_cleanly_with_partial_reports(
     pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
 ) -> None:
