@@ -59,7 +59,7 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         loadscope would run it again on each replacement worker until its crash limit
         stops the run, and the board's later tests never run."""
         workload = self.assigned_work.pop(node)
-        pending = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
+        pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
         if not pending:
             return None
         crashed = pending[0]  # a worker runs its tests in order: the first not done is the one
