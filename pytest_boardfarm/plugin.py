@@ -191,6 +191,7 @@ def board(request: pytest.FixtureRequest) -> Iterator[FarmBoard]:
     Besides the board API it has its farm.yaml entry: ``spec``, ``platform``,
     ``tags``, ``properties``.
     """
+    __tracebackhide__ = True
     session = request.config.stash.get(SESSION_KEY, None)
     if session is None:
         raise pytest.UsageError(f"the 'board' fixture needs a farm: pass --farm farm.yaml or set {ENV_VAR}")

@@ -483,3 +483,15 @@ def test_farm_path_must_be_a_regular_file(pytester: pytest.Pytester, kind: str) 
         )
         assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
         assert f"{path}: not a regular file ({label}); give the path of a farm.yaml" in done.stderr
+
+
+def test_an_unusable_board_shows_its_reason_not_the_plugins_frames(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: gone, port: 'socket://127.0.0.1:1'}}\n"
+    )
+    pytester.makepyfile(test_one="def test_one(board):\n    pass\n")
+    result = run(pytester, "--farm", "farm.yaml")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "BoardUnavailable: board gone unavailable: cannot open socket://127.0.0.1:1" in out
+    assert "pytest_boardfarm/" not in out.split("short test summary info")[0]  # no plugin source in the report
