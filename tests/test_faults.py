@@ -494,7 +494,11 @@ def test_never(board):
         )
     try:
         proc.send_signal(signal.SIGTERM)
-        time.sleep(3)  # the stopper's grace period, shorter than xdist's 10 s
+        junit = pytester.path / "junit.xml"
+        for _ in range(80):  # a stopper's grace period, shorter than xdist's 10 s
+            if junit.exists():
+                break
+            time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
