@@ -82,11 +82,32 @@ def _flash(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _lock_seconds(text: str) -> float:
+    """An argparse type for a wait: finite, 0 or more (nan would wait forever)."""
+    from .inventory import seconds, seconds_rule
+
+    try:
+        return seconds(text, zero_ok=True)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {seconds_rule(zero_ok=True)}, got {text!r}") from None
+
+
+def _board_count(text: str) -> int:
+    """An argparse type: 0 boards would print nothing and wait, as if it served some."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more boards, got {text!r}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boardfarm", description="Tools for a farm of MicroPython boards.")
     commands = parser.add_subparsers(dest="command", required=True)
     emulate = commands.add_parser("emulate", help="run emulated boards until interrupted; prints their URLs")
-    emulate.add_argument("--count", "-n", type=int, default=1, help="how many boards (default 1)")
+    emulate.add_argument("--count", "-n", type=_board_count, default=1, help="how many boards (default 1)")
     emulate.add_argument(
         "--type", "-t", choices=sorted(EMULATORS), default="microbit", help="which emulated board (default microbit)"
     )
@@ -95,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     flash.add_argument("--farm", required=True, metavar="PATH", help="farm inventory (farm.yaml)")
     flash.add_argument("--board", action="append", default=[], metavar="NAME", help="only this board (repeatable)")
     flash.add_argument("--force", action="store_true", help="flash even boards that prove they run the image")
-    flash.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS", help="wait for a locked board")
+    flash.add_argument(
+        "--lock-timeout", type=_lock_seconds, default=60.0, metavar="SECONDS", help="wait for a locked board"
+    )
     flash.set_defaults(func=_flash)
     return parser
 

@@ -7,15 +7,21 @@ with spaces or quotes stays one argument and can never become a new command.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from string import Formatter
+from typing import IO
 
 from .errors import BoardError
 
 FIELDS = ("name", "port", "serial_number", "platform")  # what a reset command may use
 FLASH_FIELDS = (*FIELDS, "image")  # a flash command also gets the firmware image's path
+OUTPUT_KEPT = 4096  # bytes of a command's output kept for its log line and errors
 
 
 class CommandError(BoardError):
@@ -66,16 +72,46 @@ def render(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
 
 
 def run(template: Sequence[str], values: Mapping[str, str], timeout: float) -> CommandResult:
+    """Run a farm command to its end or its deadline.
+
+    Its output goes to a file, not a pipe: memory stays bounded whatever it prints,
+    and a helper it leaves in the background (holding the output open) does not make
+    a finished command look hung. It gets no input (never the run's terminal), runs
+    in a process group of its own, and that group is killed if it overruns or the
+    run is stopped meanwhile, so nothing it started outlives the run.
+    """
     argv = render(template, values)
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise CommandError(f"command not found: {argv[0]}") from None
-    except OSError as exc:  # not executable, a directory, too many processes...
-        raise CommandError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    except subprocess.TimeoutExpired as exc:
-        raise CommandError(f"{argv} did not finish within {timeout:g}s") from exc
-    output = (done.stdout + done.stderr).strip()
-    if done.returncode != 0:
-        raise CommandError(f"{argv} exited with {done.returncode}: {output[-500:]}")
-    return CommandResult(argv, done.returncode, output)
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        except FileNotFoundError:
+            raise CommandError(f"command not found: {argv[0]}") from None
+        except OSError as exc:  # not executable, a directory, too many processes...
+            raise CommandError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        try:
+            returncode = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise CommandError(f"{argv} did not finish within {timeout:g}s") from None
+        except BaseException:  # Ctrl-C, SIGTERM, the test's time limit
+            _kill_group(proc)
+            raise
+        output = _tail(out)
+    if returncode != 0:
+        raise CommandError(f"{argv} exited with {returncode}: {output[-500:]}")
+    return CommandResult(argv, returncode, output)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _tail(out: IO[bytes]) -> str:
+    """The last few KiB the command printed, as text whatever the bytes were."""
+    size = out.seek(0, os.SEEK_END)
+    out.seek(max(0, size - OUTPUT_KEPT))
+    return out.read().decode("utf-8", "replace").strip()

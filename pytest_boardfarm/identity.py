@@ -28,6 +28,7 @@ import pytest
 
 BOARD_ARG = "board"
 WORKER_DIR_KEY = "boardfarm_boards_dir"
+DIR_PREFIX = "boardfarm-boards-"  # then the controller's pid: a SIGKILLed run's is removed by the next
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class WorkerBoards:
 
     def configure_node(self, node: Any) -> None:
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="boardfarm-boards-"))
+            _remove_left_by_dead_runs()
+            self._dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
         node.workerinput[WORKER_DIR_KEY] = str(self._dir)
 
     def of(self, workerid: str) -> dict[str, TestBoard] | None:
@@ -117,3 +119,24 @@ class WorkerBoards:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _remove_left_by_dead_runs() -> None:
+    """A run killed with SIGKILL cannot remove its directory: the next run does,
+    for directories of this user whose controller process is gone."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
+        pid = path.name[len(DIR_PREFIX) :].split("-", 1)[0]
+        with contextlib.suppress(OSError, ValueError):
+            if path.lstat().st_uid != os.getuid() or not path.is_dir() or _alive(int(pid)):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
@@ -32,4 +33,9 @@ def write_junit(path: Path, boards: list[BoardResults]) -> None:
         properties = {"board": board.name, **board.info}
         suites.append(TestSuite(board.name, cases, properties=properties))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_xml_report_string(suites, encoding="utf-8"), encoding="utf-8")
+    partial = path.with_name(f".{path.name}.partial")  # a run killed while writing leaves the last whole file
+    try:
+        partial.write_text(to_xml_report_string(suites, encoding="utf-8"), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -114,8 +114,20 @@ def _load(config: pytest.Config) -> Farm | None:
                 farm.get(name)
         except (FarmConfigError, UnknownBoard) as exc:
             raise pytest.UsageError(str(exc)) from None
+        _check_ini_seconds(config, "boardfarm_test_timeout")
     config.stash[FARM_KEY] = farm
     return farm
+
+
+def _check_ini_seconds(config: pytest.Config, name: str) -> None:
+    """A bad ini value is a usage error before anything runs, not an error in every test."""
+    text = config.getini(name)
+    if not text:
+        return
+    try:
+        seconds(text, zero_ok=True)
+    except ValueError:
+        raise pytest.UsageError(f"ini option {name}: expected {seconds_rule(zero_ok=True)}, got {text!r}") from None
 
 
 def command_line_filters(config: pytest.Config) -> Filters:
@@ -150,14 +162,6 @@ def pytest_configure(config: pytest.Config) -> None:
     farm = _load(config)
     if farm is None:
         return
-    ini_limit = config.getini("boardfarm_test_timeout")
-    if ini_limit:
-        try:
-            seconds(ini_limit, zero_ok=True)
-        except ValueError:
-            raise pytest.UsageError(
-                f"ini boardfarm_test_timeout = {ini_limit!r}: expected {seconds_rule(zero_ok=True)}"
-            ) from None
     _stop_cleanly_on_sigterm(config)
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
@@ -193,6 +197,7 @@ def board(request: pytest.FixtureRequest) -> Iterator[FarmBoard]:
     Besides the board API it has its farm.yaml entry: ``spec``, ``platform``,
     ``tags``, ``properties``.
     """
+    __tracebackhide__ = True
     session = request.config.stash.get(SESSION_KEY, None)
     if session is None:
         raise pytest.UsageError(f"the 'board' fixture needs a farm: pass --farm farm.yaml or set {ENV_VAR}")

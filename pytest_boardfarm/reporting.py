@@ -82,6 +82,10 @@ class FarmReporter(ResultsCollector):
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self._interrupt = excinfo.value  # Ctrl-C, SIGTERM, pytest.exit(), or xdist stopping
+        if self._session is not None:
+            # The JUnit file now, and again at the end: xdist may wait 10 s for workers busy
+            # in a test before it kills them, and whoever stopped us may SIGKILL us first.
+            self._write_junit(self.by_board(self.run_end()))
 
     def run_end(self) -> RunEnd:
         """What to say of the tests the run cut off, and whether any test was meant to run."""
@@ -126,16 +130,20 @@ class FarmReporter(ResultsCollector):
             return
         self._written = True
         boards = self.by_board(self.run_end())
-        if self.junit_path:
-            try:
-                write_junit(self.junit_path, boards)
-            except (OSError, ValueError) as exc:
-                self.junit_error = str(exc)
-                self._warn(f"could not write the JUnit file {self.junit_path}: {exc}")
+        self._write_junit(boards)
         try:
             self._github(boards)
         except (OSError, ValueError) as exc:
             self._warn(f"could not write the GitHub job summary: {exc}")
+
+    def _write_junit(self, boards: list[BoardResults]) -> None:
+        if not self.junit_path or self.junit_error is not None:  # warned once is enough
+            return
+        try:
+            write_junit(self.junit_path, boards)
+        except (OSError, ValueError) as exc:
+            self.junit_error = str(exc)
+            self._warn(f"could not write the JUnit file {self.junit_path}: {exc}")
 
     def _terminal_table(self, boards: list[BoardResults]) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -54,6 +54,23 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         self.scope_board[scope] = board
         return scope
 
+    def remove_node(self, node: Any) -> str | None:
+        """As xdist's, but the test that crashed its worker is not queued again: xdist's
+        loadscope would run it again on each replacement worker until its crash limit
+        stops the run, and the board's later tests never run."""
+        workload = self.assigned_work.pop(node)
+        pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
+        if not pending:
+            return None
+        crashed = pending[0]  # a worker runs its tests in order: the first not done is the one
+        for unit in workload.values():
+            if crashed in unit:
+                unit[crashed] = True  # xdist reports it as crashed; it is done
+        self.workqueue.update({scope: unit for scope, unit in workload.items() if not all(unit.values())})
+        for other in self.assigned_work:
+            self._reschedule(other)
+        return crashed
+
     def _assign_work_unit(self, node: Any) -> None:
         """Give the worker a board no other run holds, if one is left, before one it would wait for."""
         for scope in self.workqueue:

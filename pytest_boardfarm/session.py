@@ -157,6 +157,7 @@ class FarmSession:
     # -- the fixture -----------------------------------------------------------
 
     def board_for(self, item: pytest.Item, name: str | None) -> Iterator[FarmBoard]:
+        __tracebackhide__ = True  # a board that cannot be used is its reason, not the plugin's frames
         if name is None:
             pytest.skip("no matching board")
         try:
@@ -315,18 +316,21 @@ class FarmSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True  # the wall-clock limit is not where a test's error is
         budget = item.stash[BUDGET_KEY] = self._budget(item)
         with budget.running() if budget else contextlib.nullcontext():
             return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True
         budget = item.stash.get(BUDGET_KEY, None)  # what setup left of it
         with budget.running() if budget else contextlib.nullcontext():
             return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True
         budget = item.stash.get(BUDGET_KEY, None)
         fresh = Budget(budget.seconds) if budget else None  # cleanup gets its own, even after a timeout
         with fresh.running() if fresh else contextlib.nullcontext():

@@ -72,3 +72,31 @@ def test_missing_qemu_names_the_packages() -> None:
     )
     assert result.returncode == 2
     assert "apt-get install qemu-system-arm firmware-microbit-micropython" in result.stderr
+
+
+def test_a_count_of_no_boards_is_a_usage_error() -> None:
+    """Before: ``--count 0`` printed nothing and waited for Ctrl-C, as if it served boards."""
+    for count in ("0", "-2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_boardfarm.cli", "emulate", "--count", count],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert f"argument --count/-n: expected 1 or more boards, got '{count}'" in done.stderr
+
+
+def test_flash_lock_timeout_must_be_finite_seconds() -> None:
+    """nan would wait forever for a locked board; inf and negatives make no sense either."""
+    for value in ("nan", "inf", "-1"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_boardfarm.cli", "flash", "--farm", "farm.yaml", "--lock-timeout", value],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert f"argument --lock-timeout: expected a number of seconds, 0 or more and at most 86400, got '{value}'" in (
+            done.stderr
+        )

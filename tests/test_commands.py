@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +62,44 @@ def test_failures_and_timeouts_are_reported() -> None:
         run([sys.executable, "-c", "import time; time.sleep(5)"], {}, timeout=0.5)
     with pytest.raises(CommandError, match="command not found: no-such-flasher"):
         run(["no-such-flasher", "{port}"], {"port": "p"}, timeout=5)
+
+
+def test_output_that_is_not_text_or_is_huge_is_kept_short() -> None:
+    # uhubctl, a flasher or a relay script may print anything: a command that worked did work.
+    script = "import sys; sys.stdout.buffer.write(b'\\x82\\xff' * 2_000_000 + b'\\nreset done')"
+    result = run([sys.executable, "-c", script], {}, timeout=30)
+    assert result.output.endswith("reset done")
+    assert len(result.output) <= 4096
+
+
+def test_a_command_that_leaves_a_background_process_is_done_when_it_exits(tmp_path: Path) -> None:
+    # A wrapper script that starts a helper in the background: the helper keeps the
+    # command's output open, but the command itself has finished.
+    pid_file = tmp_path / "pid"
+    started = time.monotonic()
+    try:
+        run(["sh", "-c", f"sleep 20 & echo $! > {pid_file}"], {}, timeout=10)
+        assert time.monotonic() - started < 8  # bound: did not wait for the helper
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_command_that_times_out_leaves_no_process_behind(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    with pytest.raises(CommandError, match="did not finish"):
+        run(["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"], {}, timeout=1)
+    pid = int(pid_file.read_text())
+    for _ in range(50):
+        if _gone(pid):
+            break
+        time.sleep(0.1)
+    assert _gone(pid), "the command's own child outlived it"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"  # a zombie waiting for init is gone
+    except OSError:
+        return True

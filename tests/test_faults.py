@@ -7,6 +7,7 @@ the run starts itself, whose tests must all pass.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -362,6 +363,35 @@ def test_hang(board):
     assert all(v == "PASSED" for v in got.values()) and len(got) == 4
 
 
+CRASH_SUITE = (
+    """
+import os, signal, pytest
+
+@pytest.mark.board(name="victim")
+def test_crashes_its_worker(board):
+    os.kill(os.getpid(), signal.SIGKILL)  # a segfaulting C extension, the OOM killer
+
+@pytest.mark.board(name="victim")
+def test_after_the_crash(board):
+    assert board.eval("3 * 3") == 9
+"""
+    + BYSTANDER_TESTS
+)
+
+
+def test_a_test_that_crashes_its_worker_runs_once_and_the_board_goes_on(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    result, took = faulty_run(pytester, CRASH_SUITE, "-n", "2", "--farm-lock-timeout", "10")
+    got = outcomes(result)
+    assert got["test_suite.py::test_crashes_its_worker[victim]"] == "FAILED"
+    assert got["test_suite.py::test_after_the_crash[victim]"] == "PASSED"  # on the replacement worker
+    check_bystander(got)
+    out = result.stdout.str()
+    assert out.count("replacing crashed worker") == 1, out  # before: once per retry, until xdist gave up
+
+
 def test_sigterm_ends_the_run_cleanly_with_partial_reports(
     pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
 ) -> None:
@@ -392,6 +422,57 @@ def test_never(board):
     suites = {s.get("name"): s for s in ET.parse(pytester.path / "junit.xml").getroot()}
     names = {c.get("name") for s in suites.values() for c in s.findall("testcase")}
     assert "test_a[victim]" in names and "test_never[bystander]" in names  # reported, even if never run
+
+
+def test_stopped_xdist_run_has_its_junit_file_before_its_workers_are_down(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    # Only the controller gets the signal (`docker stop`, a CI runner stopping the main
+    # process): xdist then waits up to 10 s for workers busy in a test before killing
+    # them, and the stopper's SIGKILL may come first. The report must already be there.
+    farm(pytester, tmp_path, victim.url)
+    started = tmp_path / "started"
+    pytester.makepyfile(
+        test_hang=f"""
+import time
+def test_hang(board):
+    open({str(started)!r}, "a").write(board.name + "\\n")
+    time.sleep(30)
+
+def test_never(board):
+    pass
+"""
+    )
+    with marked() as mark:
+        proc = start_run(
+            pytester,
+            started,
+            2,
+            "-n",
+            "2",
+            "--farm-junit",
+            "junit.xml",
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        proc.send_signal(signal.SIGTERM)
+        junit = pytester.path / "junit.xml"
+        for _ in range(80):  # a stopper's grace period, shorter than xdist's 10 s
+            if junit.exists():
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers the controller had no time to stop
+    assert_no_emulators(mark)
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    assert set(cases) == {"test_hang[victim]", "test_hang[bystander]", "test_never[victim]", "test_never[bystander]"}
+    for name in ("test_hang[victim]", "test_hang[bystander]"):
+        error = cases[name].find("error")
+        assert error is not None and "interrupted" in str(error.get("message")), name  # never "passed"
 
 
 HOST_HANG_SUITE = (

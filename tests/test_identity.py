@@ -8,13 +8,18 @@ that board, and is reported under its whole id.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from pytest_boardfarm.emulator import MicrobitEmulator, start_many
+from pytest_boardfarm.identity import WorkerBoards
 
 from .test_plugin import run
 
@@ -99,3 +104,28 @@ def test_every_test_runs_on_its_board_and_is_reported_whole(
     assert "| `test_ids::test_param[1]` | ✅ | ✅ | ✅ |" in summary  # one row per test, a column per board
     assert "| `test_ids::test_plain` | ✅ | ✅ | ✅ |" in summary
     assert "| `test_ids::test_login[user@example.com]` | ✅ | ✅ | ✅ |" in summary
+
+
+def test_a_killed_runs_worker_directory_is_removed_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGKILL gives the xdist controller no chance to remove its directory.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = tmp_path / f"boardfarm-boards-{dead.pid}-k1ll3d"
+    left.mkdir()
+    (left / "gw0.json").write_text("{}")
+    running = tmp_path / f"boardfarm-boards-{os.getppid()}-l1v3"  # a run still going
+    running.mkdir()
+    unrelated = tmp_path / "boardfarm-boards-notapid"
+    unrelated.mkdir()
+    boards = WorkerBoards()
+    node = SimpleNamespace(workerinput={})
+    boards.configure_node(node)
+    assert not left.exists()
+    assert running.is_dir() and unrelated.is_dir()
+    ours = Path(node.workerinput["boardfarm_boards_dir"])
+    assert ours.is_dir() and ours.name.startswith(f"boardfarm-boards-{os.getpid()}-")
+    boards.close()
+    assert not ours.exists()

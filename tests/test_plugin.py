@@ -399,6 +399,7 @@ def test_hang(board):
         ("--farm-lock-timeout", "-1", "0 or more and at most 86400"),
         ("--farm-lock-timeout", "inf", "0 or more and at most 86400"),
         ("--farm-test-timeout", "nan", "0 or more and at most 86400"),
+        ("--farm-test-timeout", "inf", "0 or more and at most 86400"),
         ("--farm-test-timeout", "-5", "0 or more and at most 86400"),
     ],
 )
@@ -406,13 +407,6 @@ def test_bad_seconds_are_a_usage_error(pytester: pytest.Pytester, option: str, v
     result = run(pytester, option, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"argument {option}: expected a number of seconds, {rule}, got '{value}'" in result.stderr.str()
-
-
-def test_a_bad_ini_test_timeout_is_a_usage_error(pytester: pytest.Pytester, farm: Path) -> None:
-    pytester.makeini("[pytest]\nboardfarm_test_timeout = forever\n")
-    result = run(pytester, "--farm", str(farm))
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "ini boardfarm_test_timeout = 'forever': expected a number of seconds, 0 or more" in result.stderr.str()
 
 
 def test_good_seconds_are_taken(pytester: pytest.Pytester, farm: Path) -> None:
@@ -431,8 +425,28 @@ BAD_MARKERS = {
     "test_nan": ('timeout=float("nan")', "timeout=nan: expected a number of seconds, more than 0 and at most 86400"),
     "test_negative": ("timeout=-1", "timeout=-1: expected a number of seconds, more than 0"),
     "test_tags": ("tags=5", "tags=5: expected a string or a list of strings"),
-    "test_wall": ('test_timeout="1"', "test_timeout='1': expected a number of seconds, 0 or more and at most 86400"),
+    "test_host_limit": ("test_timeout=-1", "test_timeout=-1: expected a number of seconds, 0 or more"),
+    "test_host_limit_text": ('test_timeout="30"', "test_timeout='30': expected a number of seconds, 0 or more"),
 }
+
+
+def test_the_documented_marker_arguments_are_taken(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makepyfile(
+        test_marked="import pytest\n"
+        "@pytest.mark.board(name='sim-1', platform='microbit', tags=[], timeout=5, test_timeout=30)\n"
+        "def test_limited(board):\n    pass\n"
+        "@pytest.mark.board(name='sim-1', test_timeout=0)\n"
+        "def test_unlimited(board):\n    pass\n"
+    )
+    run(pytester, "--farm", str(farm)).assert_outcomes(passed=2)
+
+
+def test_a_bad_ini_host_limit_is_a_usage_error(pytester: pytest.Pytester, farm: Path) -> None:
+    pytester.makeini("[pytest]\nboardfarm_test_timeout = soon\n")
+    pytester.makepyfile(test_one="def test_one(board):\n    pass\n")
+    result = run(pytester, "--farm", str(farm))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini option boardfarm_test_timeout: expected a number of seconds, 0 or more" in result.stderr.str()
 
 
 def test_a_bad_marker_is_a_collection_error_not_a_run_everywhere(pytester: pytest.Pytester, farm: Path) -> None:
@@ -469,3 +483,15 @@ def test_farm_path_must_be_a_regular_file(pytester: pytest.Pytester, kind: str) 
         )
         assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
         assert f"{path}: not a regular file ({label}); give the path of a farm.yaml" in done.stderr
+
+
+def test_an_unusable_board_shows_its_reason_not_the_plugins_frames(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: gone, port: 'socket://127.0.0.1:1'}}\n"
+    )
+    pytester.makepyfile(test_one="def test_one(board):\n    pass\n")
+    result = run(pytester, "--farm", "farm.yaml")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "BoardUnavailable: board gone unavailable: cannot open socket://127.0.0.1:1" in out
+    assert "pytest_boardfarm/" not in out.split("short test summary info")[0]  # no plugin source in the report
