@@ -168,6 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "boardfarm-session")
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
         reporter = FarmReporter(config, farm.names, session.worker_boards.of)
+        reporter.known = {b.name: {"platform": b.platform} for b in farm.boards}
         config.pluginmanager.register(reporter, "boardfarm-reporter")
 
 

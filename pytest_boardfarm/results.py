@@ -105,6 +105,7 @@ class ResultsCollector:
     def __init__(self) -> None:
         self.tests: dict[str, TestResult] = {}
         self.info: dict[str, dict[str, str]] = {}
+        self.known: dict[str, dict[str, str]] = {}  # board -> what farm.yaml says, for boards no test reached
         self.collected: dict[str, tuple[str, str]] = {}  # nodeid -> (board, test), for tests that never report
 
     def note_collected(self, nodeid: str, board: str, test: str = "") -> None:
@@ -144,7 +145,9 @@ class ResultsCollector:
     def by_board(self, end: RunEnd = RunEnd()) -> list[BoardResults]:
         boards: dict[str, BoardResults] = {}
         for result in self._final(end):
-            entry = boards.setdefault(result.board, BoardResults(result.board, self.info.get(result.board, {})))
+            entry = boards.setdefault(
+                result.board, BoardResults(result.board, self.info.get(result.board, self.known.get(result.board, {})))
+            )
             entry.tests.append(result)
         return sorted(boards.values(), key=lambda b: (b.name == NO_BOARD, b.name))
 
