@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .emulators import EMULATORS, EmulatorError, start_many
+from .inventory import seconds_argument
 
 
 def _emulate(args: argparse.Namespace) -> int:
@@ -82,16 +83,6 @@ def _flash(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _lock_seconds(text: str) -> float:
-    """An argparse type for a wait: finite, 0 or more (nan would wait forever)."""
-    from .inventory import seconds, seconds_rule
-
-    try:
-        return seconds(text, zero_ok=True)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {seconds_rule(zero_ok=True)}, got {text!r}") from None
-
-
 def _board_count(text: str) -> int:
     """An argparse type: 0 boards would print nothing and wait, as if it served some."""
     try:
@@ -117,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     flash.add_argument("--board", action="append", default=[], metavar="NAME", help="only this board (repeatable)")
     flash.add_argument("--force", action="store_true", help="flash even boards that prove they run the image")
     flash.add_argument(
-        "--lock-timeout", type=_lock_seconds, default=60.0, metavar="SECONDS", help="wait for a locked board"
+        "--lock-timeout",
+        type=seconds_argument(zero_ok=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="wait for a locked board",
     )
     flash.set_defaults(func=_flash)
     return parser

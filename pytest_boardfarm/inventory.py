@@ -6,6 +6,7 @@ person fixing a farm file wants the whole list, not one error per run.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import math
 import os
@@ -314,6 +315,20 @@ def seconds(value: Any, *, zero_ok: bool = False) -> float:
 
 def seconds_rule(*, zero_ok: bool = False) -> str:
     return f"a number of seconds, {'0 or more' if zero_ok else 'more than 0'} and at most {MAX_SECONDS:g}"
+
+
+def seconds_argument(*, zero_ok: bool) -> Callable[[str], float]:
+    """``seconds`` as an argparse type (pytest's options, the ``boardfarm`` command):
+    a bad value is a usage error, not a hang (nan) or a crash (inf)."""
+
+    def convert(text: str) -> float:
+        try:
+            return seconds(text, zero_ok=zero_ok)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {seconds_rule(zero_ok=zero_ok)}, got {text!r}") from None
+
+    convert.__name__ = "seconds"  # argparse names the type in some messages
+    return convert
 
 
 def name_problem(name: str) -> str | None:

@@ -6,17 +6,16 @@ when a farm is configured. Without a farm the plugin stays out of the way.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 import pytest
 
-from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_rule
+from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
 from .pool import FarmBoard
 from .reporting import FarmReporter
 from .scheduling import BoardScheduling
@@ -37,7 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--board-tag", action="append", default=[], metavar="TAG", help="run only on boards with this tag")
     group.addoption(
         "--farm-lock-timeout",
-        type=_seconds_option(zero_ok=True),
+        type=seconds_argument(zero_ok=True),
         default=60.0,
         metavar="SECONDS",
         help="how long to wait for a locked board (default 60; 0: do not wait)",
@@ -50,13 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--farm-timeout",
-        type=_seconds_option(zero_ok=False),
+        type=seconds_argument(zero_ok=False),
         metavar="SECONDS",
         help="deadline for each device operation, overriding farm.yaml and @pytest.mark.board(timeout=...)",
     )
     group.addoption(
         "--farm-test-timeout",
-        type=_seconds_option(zero_ok=True),
+        type=seconds_argument(zero_ok=True),
         metavar="SECONDS",
         help=f"wall-clock limit on the host for each board test (default {DEFAULT_TEST_SECONDS:g}; 0 for none); "
         "@pytest.mark.board(test_timeout=...) sets a test's own; pytest-timeout, where it times a test, takes over",
@@ -76,19 +75,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
     parser.addini("boardfarm_test_timeout", "default for --farm-test-timeout (seconds)")
     parser.addini("boardfarm_flash", "like --farm-flash", type="bool", default=False)
-
-
-def _seconds_option(*, zero_ok: bool) -> Callable[[str], float]:
-    """An argparse type: a bad value is a usage error, not a hang (nan) or a crash (inf)."""
-
-    def convert(text: str) -> float:
-        try:
-            return seconds(text, zero_ok=zero_ok)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {seconds_rule(zero_ok=zero_ok)}, got {text!r}") from None
-
-    convert.__name__ = "seconds"  # argparse names the type in some messages
-    return convert
 
 
 def _inventory_path(config: pytest.Config) -> str | None:
@@ -167,8 +153,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
-        reporter = FarmReporter(config, farm.names, session.worker_boards.of)
-        reporter.known = {b.name: {"platform": b.platform} for b in farm.boards}
+        known = {b.name: {"platform": b.platform} for b in farm.boards}
+        reporter = FarmReporter(config, farm.names, session.worker_boards.of, known)
         config.pluginmanager.register(reporter, "boardfarm-reporter")
 
 

@@ -168,13 +168,7 @@ class _CommandTarget:
     def install(self, image: Path) -> None:
         with contextlib.suppress(BoardUnavailable):
             self.url = _port_for(self.spec)
-        values = {
-            "name": self.spec.name,
-            "port": self.url,
-            "serial_number": self.spec.serial_number or "",
-            "platform": self.spec.platform,
-            "image": str(image),
-        }
+        values = {**_command_values(self.spec, self.url), "image": str(image)}
         commands.run(self.spec.flash, values, FLASH_SECONDS)
         self.url = _port_for(self.spec, FLASH_PORT_SECONDS)  # USB boards re-enumerate after a flash
 
@@ -184,6 +178,11 @@ class _CommandTarget:
 
     def stop(self) -> None:
         pass
+
+
+def _command_values(spec: BoardSpec, port: str) -> dict[str, str]:
+    """What a farm command's template fields stand for (commands.FIELDS), for this board now."""
+    return {"name": spec.name, "port": port, "serial_number": spec.serial_number or "", "platform": spec.platform}
 
 
 def _lock_key(spec: BoardSpec) -> str:
@@ -359,13 +358,7 @@ class BoardPool:
         spec = held.spec
 
         def hard_reset_command() -> str:
-            values = {
-                "name": spec.name,
-                "port": held.url,
-                "serial_number": spec.serial_number or "",
-                "platform": spec.platform,
-            }
-            result = commands.run(spec.reset, values, HARD_RESET_SECONDS)
+            result = commands.run(spec.reset, _command_values(spec, held.url), HARD_RESET_SECONDS)
             return f"ran {' '.join(result.argv)}"
 
         def pulse_rts() -> str:

@@ -37,8 +37,10 @@ class FarmReporter(ResultsCollector):
         config: pytest.Config,
         boards: list[str],
         collected_by: Callable[[str], Mapping[str, TestBoard] | None],
+        known: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         super().__init__()
+        self.known = {name: dict(facts) for name, facts in (known or {}).items()}  # farm.yaml's, per board
         self.config = config
         self.boards = boards
         self.collected_by = collected_by  # xdist worker id -> {test id: board}
