@@ -22,6 +22,7 @@ from .scheduling import BoardScheduling
 from .selection import Filters, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
 from .timelimit import DEFAULT_SECONDS as DEFAULT_TEST_SECONDS
+from .timelimit import HostTimeLimit
 
 RESET_MODES = ("test", "module", "session", "never")
 DEFAULT_LOG_DIR = "boardfarm-results/serial-logs"
@@ -152,6 +153,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
+    config.pluginmanager.register(HostTimeLimit(config), "boardfarm-time-limit")
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
         known = {b.name: {"platform": b.platform} for b in farm.boards}
         reporter = FarmReporter(config, farm.names, session.worker_boards.of, known)

@@ -7,7 +7,6 @@ report, and releases everything at the end.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -29,12 +28,10 @@ from .ordering import order_by_board
 from .pool import Allocated, BoardPool, BoardUnavailable, FarmBoard
 from .results import BOARD_PROPERTY, INFO_PROPERTY, SERIAL_SECTION, TEST_PROPERTY, ReportWarning
 from .selection import Filters, marker_problems, no_match_reason, selected_boards
-from .timelimit import Budget, can_interrupt, limit_for, timed_by_pytest_timeout
 
 FARM_KEY = pytest.StashKey["Farm | None"]()
 SESSION_KEY = pytest.StashKey["FarmSession"]()
 USED_KEY = pytest.StashKey["BoardUse"]()
-BUDGET_KEY = pytest.StashKey["Budget | None"]()
 
 
 @dataclass
@@ -300,41 +297,6 @@ class FarmSession:
                 warnings.warn(ReportWarning(message), stacklevel=1)
             except Warning:  # -W error: still never a reason to stop the run
                 print(f"boardfarm: WARNING: {message}", file=sys.stderr)
-
-    # -- the wall-clock limit on the host (timelimit.py) ---------------------------
-
-    def _budget(self, item: pytest.Item) -> Budget | None:
-        """The host time this board test may take, or None when it is not ours to limit."""
-        if "board" not in getattr(item, "fixturenames", ()):
-            return None
-        if self.config.getoption("usepdb", False) or self.config.getoption("trace", False):
-            return None  # a person at a debugger prompt is not a hang
-        seconds = limit_for(item)
-        if seconds <= 0 or timed_by_pytest_timeout(item) or not can_interrupt():
-            return None
-        return Budget(seconds)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        __tracebackhide__ = True  # the wall-clock limit is not where a test's error is
-        budget = item.stash[BUDGET_KEY] = self._budget(item)
-        with budget.running() if budget else contextlib.nullcontext():
-            return (yield)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        __tracebackhide__ = True
-        budget = item.stash.get(BUDGET_KEY, None)  # what setup left of it
-        with budget.running() if budget else contextlib.nullcontext():
-            return (yield)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        __tracebackhide__ = True
-        budget = item.stash.get(BUDGET_KEY, None)
-        fresh = Budget(budget.seconds) if budget else None  # cleanup gets its own, even after a timeout
-        with fresh.running() if fresh else contextlib.nullcontext():
-            return (yield)
 
     def pytest_sessionfinish(self) -> None:
         self.pool.release_all()

@@ -13,10 +13,11 @@ clock and SIGALRM, and this stays out of its way.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -89,3 +90,46 @@ class Budget:
             finally:  # even if the alarm went off just now
                 signal.signal(signal.SIGALRM, previous)
                 self.remaining -= time.monotonic() - start
+
+
+BUDGET_KEY = pytest.StashKey["Budget | None"]()
+
+
+class HostTimeLimit:
+    """The pytest side: each board test's setup and call share one budget; teardown gets its own."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def _budget(self, item: pytest.Item) -> Budget | None:
+        """The host time this board test may take, or None when it is not ours to limit."""
+        if "board" not in getattr(item, "fixturenames", ()):
+            return None
+        if self.config.getoption("usepdb", False) or self.config.getoption("trace", False):
+            return None  # a person at a debugger prompt is not a hang
+        seconds = limit_for(item)
+        if seconds <= 0 or timed_by_pytest_timeout(item) or not can_interrupt():
+            return None
+        return Budget(seconds)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True  # the wall-clock limit is not where a test's error is
+        budget = item.stash[BUDGET_KEY] = self._budget(item)
+        with budget.running() if budget else contextlib.nullcontext():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True
+        budget = item.stash.get(BUDGET_KEY, None)  # what setup left of it
+        with budget.running() if budget else contextlib.nullcontext():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True
+        budget = item.stash.get(BUDGET_KEY, None)
+        fresh = Budget(budget.seconds) if budget else None  # cleanup gets its own, even after a timeout
+        with fresh.running() if fresh else contextlib.nullcontext():
+            return (yield)
