@@ -375,7 +375,7 @@ class RawRepl:
         except BoardTimeout as exc:
             self._buf.clear()
             with contextlib.suppress(BoardTimeout):
-                self.enter(Deadline(INTERRUPT_SECONDS))
+                self.recover()
             raise BoardTimeout(f"{exc} (no soft reboot: RAM was not cleared)", exc.output) from None
         return out
 
