@@ -27,6 +27,7 @@ from .fakes import FakeDevice
 from .procs import assert_no_emulators, marked, marked_qemu_pids
 from .tcprelay import TcpRelay
 from .test_faults import BYSTANDER_TESTS, check_bystander, faulty_run, victim  # noqa: F401 - victim is a fixture
+from .test_faults import farm as victim_farm
 from .test_plugin import outcomes
 
 RESET_CLIENT = """\
@@ -84,14 +85,6 @@ def switch(victim: MicrobitEmulator, tmp_path: Path) -> Iterator[ResetSwitch]:  
     reset = ResetSwitch(victim, tmp_path)
     yield reset
     reset.close()
-
-
-def victim_farm(pytester: pytest.Pytester, tmp_path: Path, url: str, extra: str = "") -> None:
-    (pytester.path / "farm.yaml").write_text(
-        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
-        f"  - {{name: victim, port: '{url}', timeout: 2{extra}}}\n"
-        "  - {name: bystander, emulator: microbit}\n"
-    )
 
 
 def junit_times(path: Path) -> dict[str, float]:
