@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import firmware_helpers
+from pytest_boardfarm import helper_sources
 
 from . import literals
 from .errors import BoardError, BoardRebooted, BoardTimeout, DeviceError, ProtocolError, UnsupportedOperation
@@ -126,7 +126,7 @@ class RemoteFiles:
         """Define ``helpers`` for one operation; when the outermost ends, delete them and collect."""
         self._depth += 1
         try:
-            for name, block in firmware_helpers.needed(HELPERS, *helpers).items():
+            for name, block in helper_sources.needed(HELPERS, *helpers).items():
                 if name not in self._defined:
                     self._define(block)
                     self._defined.append(name)

@@ -24,7 +24,6 @@ import yaml
 from .commands import FIELDS, FLASH_FIELDS, template_problems
 from .emulators import EMULATORS
 
-ENV_VAR = "BOARDFARM_INVENTORY"
 MAX_FILE_BYTES = 1 << 20  # a farm file is a few KiB; more is the wrong file
 MAX_DEPTH = 32  # a farm file nests 4 levels; deeper is a mistake (or an attack on the parser)
 MAX_SECONDS = 86400.0  # one day: the longest deadline or wait that makes sense

@@ -6,7 +6,6 @@ when a farm is configured. Without a farm the plugin stays out of the way.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from .inventory import ENV_VAR, Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
+from .farmfile import ENV_VAR, find_farm_file
+from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
 from .pool import FarmBoard
 from .reporting import FarmReporter
 from .scheduling import BoardScheduling
@@ -31,7 +31,9 @@ DEFAULT_LOG_DIR = "boardfarm-results/serial-logs"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("boardfarm", "hardware-in-the-loop tests on a farm of MicroPython boards")
     group.addoption(
-        "--farm", metavar="PATH", help=f"farm inventory (farm.yaml); also ini 'boardfarm_inventory', ${ENV_VAR}"
+        "--farm",
+        metavar="PATH",
+        help=f"farm inventory (farm.yaml); else ${ENV_VAR}, else ini boardfarm_inventory (relative to the ini file)",
     )
     group.addoption("--board", action="append", default=[], metavar="NAME", help="run only on this board (repeatable)")
     group.addoption("--board-tag", action="append", default=[], metavar="TAG", help="run only on boards with this tag")
@@ -79,13 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _inventory_path(config: pytest.Config) -> str | None:
-    path = config.getoption("farm")
-    if path:
-        return str(path)
-    ini = config.getini("boardfarm_inventory")
-    if ini:
-        return str(config.rootpath / str(ini))
-    return os.environ.get(ENV_VAR) or None
+    found = find_farm_file(config.getoption("farm"), config.getini("boardfarm_inventory") or None, config.inipath)
+    return str(found.path) if found else None
 
 
 def _load(config: pytest.Config) -> Farm | None:

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import firmware_helpers
-from pytest_boardfarm import literals
+from pytest_boardfarm import helper_sources, literals
 from pytest_boardfarm.files import checksum
 from pytest_boardfarm.rawrepl import _stage_pieces
 
@@ -59,7 +58,7 @@ def test_quotes_and_backslashes_cannot_break_out() -> None:
 
 
 def test_helper_blocks_are_whole_statements() -> None:
-    blocks = firmware_helpers.blocks("bf_files.py")
+    blocks = helper_sources.blocks("bf_files.py")
     assert any("try:" in b and "except ImportError" in b for b in blocks)
     assert all(b.startswith("def _bf_") for b in blocks)  # nothing runs, nothing stays, but functions
     for block in blocks:
@@ -68,15 +67,15 @@ def test_helper_blocks_are_whole_statements() -> None:
 
 
 def test_an_operation_gets_the_helpers_it_calls() -> None:
-    assert sorted(firmware_helpers.needed("bf_files.py", "_bf_state")) == ["_bf_size", "_bf_state"]
-    assert sorted(firmware_helpers.needed("bf_files.py", "_bf_ls")) == ["_bf_ls", "_bf_size"]
-    assert sorted(firmware_helpers.needed("bf_files.py", "_bf_read")) == ["_bf_read"]
+    assert sorted(helper_sources.needed("bf_files.py", "_bf_state")) == ["_bf_size", "_bf_state"]
+    assert sorted(helper_sources.needed("bf_files.py", "_bf_ls")) == ["_bf_ls", "_bf_size"]
+    assert sorted(helper_sources.needed("bf_files.py", "_bf_read")) == ["_bf_read"]
 
 
 def test_helpers_use_only_micropython_1_9_syntax() -> None:
     import ast as python_ast
 
-    for block in firmware_helpers.blocks("bf_files.py"):
+    for block in helper_sources.blocks("bf_files.py"):
         tree = python_ast.parse(block)
         assert not any(isinstance(node, python_ast.JoinedStr) for node in python_ast.walk(tree)), block
 
@@ -87,5 +86,5 @@ def test_board_checksums_match_the_host_twin(helper: str, sha256: bool, tmp_path
     data = bytes(range(256)) * 5 + b"tail"
     (tmp_path / "f.bin").write_bytes(data)
     namespace: dict[str, Any] = {}
-    exec(firmware_helpers.functions("bf_files.py")[helper], namespace)
+    exec(helper_sources.functions("bf_files.py")[helper], namespace)
     assert namespace[helper](str(tmp_path / "f.bin")) == checksum(data, sha256)
