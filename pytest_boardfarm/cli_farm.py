@@ -59,8 +59,8 @@ def _where(spec: BoardSpec, pool: BoardPool) -> tuple[str, bool]:
         return f"emulated ({spec.emulator}, started per run)", True
     try:
         device = pool.port_of(spec.name)
-    except BoardUnavailable as exc:
-        return f"{spec.port or 'serial ' + str(spec.serial_number)} (missing: {exc})", False
+    except BoardUnavailable:
+        return spec.port or f"serial {spec.serial_number}", False
     if spec.serial_number and not spec.port:
         return f"serial {spec.serial_number} -> {device}", True
     real = os.path.realpath(device) if "://" not in device else device
@@ -123,7 +123,7 @@ def _list(args: argparse.Namespace) -> int:
         lines.plain(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
     header = ["board", "platform", "tags", "port", "state"]
-    cells = [[r.name, r.platform, ",".join(r.tags) or "-", r.port, r.state] for r in rows]
+    cells = [[r.name, r.platform or "-", ",".join(r.tags) or "-", r.port, r.state] for r in rows]
     if args.probe:
         header += ["firmware", "unique id", "free"]
         for cell, r in zip(cells, rows, strict=True):
