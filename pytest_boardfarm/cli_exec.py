@@ -23,6 +23,7 @@ from .cli_support import (
 from .inventory import seconds_argument
 from .pool import Allocated, BoardPool
 
+FLASH_LOCK_TIMEOUT = 60.0  # flashing is long work, often a CI job's: it waits as long as before
 DEFAULT_TIMEOUT = 30.0  # how long code may run on a board before it is interrupted
 
 
@@ -154,7 +155,7 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _flash_arguments(parser: argparse.ArgumentParser) -> None:
-    add_selection_options(parser, json_output=False)
+    add_selection_options(parser, lock=FLASH_LOCK_TIMEOUT, json_output=False)
     parser.add_argument("--force", action="store_true", help="flash even boards that prove they run the image")
 
 

@@ -110,7 +110,7 @@ ROW_SOURCES: tuple[RowSource, ...] = (farm_rows,)  # remote places (labgrid) add
 
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
-    add_selection_options(parser, lock=False)
+    add_selection_options(parser, lock=None)
     parser.add_argument("--probe", action="store_true", help="connect to free boards: firmware, unique id, free memory")
 
 

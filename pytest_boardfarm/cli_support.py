@@ -50,25 +50,27 @@ def add_farm_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_lock_option(parser: argparse.ArgumentParser) -> None:
+def add_lock_option(parser: argparse.ArgumentParser, default: float = LOCK_TIMEOUT) -> None:
     parser.add_argument(
         "--lock-timeout",
         type=seconds_argument(zero_ok=True),
-        default=LOCK_TIMEOUT,
+        default=default,
         metavar="SECONDS",
-        help=f"how long to wait for a board another run holds (default {LOCK_TIMEOUT:g})",
+        help=f"how long to wait for a board another run holds (default {default:g})",
     )
 
 
-def add_selection_options(parser: argparse.ArgumentParser, *, lock: bool = True, json_output: bool = True) -> None:
+def add_selection_options(
+    parser: argparse.ArgumentParser, *, lock: float | None = LOCK_TIMEOUT, json_output: bool = True
+) -> None:
     """--farm, --board, --board-tag (as pytest has them), --lock-timeout and --json."""
     add_farm_option(parser)
     parser.add_argument("--board", action="append", default=[], metavar="NAME", help="only this board (repeatable)")
     parser.add_argument(
         "--board-tag", action="append", default=[], metavar="TAG", help="only boards with this tag (repeatable)"
     )
-    if lock:
-        add_lock_option(parser)
+    if lock is not None:  # the default wait
+        add_lock_option(parser, lock)
     if json_output:
         parser.add_argument("--json", action="store_true", help="one JSON document instead of lines")
 
