@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import DeviceError
+from .errors import BoardError, DeviceError
 from .farmfile import ENV_VAR, INI_KEY, find_farm_file, ini_setting
 from .inventory import BoardSpec, Farm, FarmConfigError, UnknownBoard, load_farm, seconds_argument
 from .pool import Allocated, BoardPool, BoardUnavailable, Quarantined
@@ -171,6 +171,8 @@ def on_boards(
             outcome = Outcome(spec.name, False, error=str(exc), details={"quarantined": quarantined})
         except DeviceError as exc:
             outcome = Outcome(spec.name, False, output=exc.stdout, error=exc.traceback)
+        except BoardError as exc:  # timeouts, a lost port, a board that cannot do what was asked
+            outcome = Outcome(spec.name, False, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one board's failure is its row, the others carry on
             outcome = Outcome(spec.name, False, error=f"{type(exc).__name__}: {exc}")
         outcome.seconds = time.monotonic() - begin
