@@ -23,6 +23,8 @@ from pytest_boardfarm.emulators import start_many
 from pytest_boardfarm.inventory import parse_farm
 from pytest_boardfarm.locks import BoardLock
 
+from .ptyrelay import PtyRelay
+
 BOARDFARM = [sys.executable, "-m", "pytest_boardfarm.cli"]
 MISSING = "/dev/serial/by-id/usb-MicroPython_Board_in_FS_mode_e6614103e7-if00"
 WAIT = 60.0  # generous: five engineers share two cores
@@ -460,3 +462,80 @@ def test_repl_is_interactive_ctrl_c_interrupts_and_ctrl_bracket_leaves(farm: Pat
     finally:
         term.close()
     assert boardfarm("list", "--farm", str(farm), "--board", "mb-1").stdout.rstrip().endswith("free")
+
+
+# -- ports as USB boards have them: a tty behind a by-id link, or found by serial number -------
+
+
+def test_a_by_id_port_and_a_serial_number_are_resolved_to_their_device(
+    tmp_path: Path, boards: list[MicrobitEmulator], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pty stands in for the USB device (tests/ptyrelay.py); pyserial's list is faked for the serial number."""
+    from pytest_boardfarm import cli
+
+    link = tmp_path / "usb-MicroPython_Board_e6614103-if00"
+    with PtyRelay(boards[1].url, link=link) as relay:
+        farm = tmp_path / "farm.yaml"
+        farm.write_text(
+            f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
+            f"  - {{name: by-id, port: '{link}'}}\n"
+            "  - {name: by-serial, serial_number: E6614103}\n"
+        )
+        fake = SimpleNamespace(device=relay.device, vid=0x2E8A, pid=0x0005, serial_number="E6614103", description="x")
+        monkeypatch.setattr("pytest_boardfarm.pool.list_ports.comports", lambda: [fake])
+        assert cli.main(["list", "--farm", str(farm)]) == 0
+        rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+        assert f"{link} -> {relay.device}" in rows["by-id"] and rows["by-id"].endswith("free")
+        assert f"serial E6614103 -> {relay.device}" in rows["by-serial"]
+        assert cli.main(["eval", "--farm", str(farm), "--board", "by-serial", "6 * 7"]) == 0
+        assert capsys.readouterr().out == "by-serial: 42\n"
+        assert cli.main(["eval", "--farm", str(farm), "--board", "by-id", "6 * 7"]) == 0
+        assert capsys.readouterr().out == "by-id: 42\n"
+        relay.vanish()  # unplugged
+        assert cli.main(["list", "--farm", str(farm), "--board", "by-id"]) == 0
+        assert capsys.readouterr().out.splitlines()[1].endswith("port missing")
+
+
+def enter_raw_repl_and_leave(url: str) -> None:
+    host, port = url.removeprefix("socket://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"\r\x03\x03\x01")
+        seen, deadline = b"", time.monotonic() + 10
+        while b"raw REPL; CTRL-B to exit\r\n>" not in seen:
+            assert time.monotonic() < deadline, seen
+            seen += sock.recv(256)
+
+
+def test_repl_on_a_board_left_in_its_raw_repl_shows_the_banner_and_prompt(
+    farm: Path, boards: list[MicrobitEmulator]
+) -> None:
+    enter_raw_repl_and_leave(boards[0].url)
+    term = Terminal([*BOARDFARM, "repl", "--farm", str(farm), "mb-1"])
+    try:
+        term.expect(b'Type "help()" for more information.\r\n>>> ')
+        term.type(b"1 + 1\r")
+        term.expect(b"2\r\n>>> ")
+        term.type(b"\x1d")
+        assert term.wait() == 0
+    finally:
+        term.close()
+
+
+def test_monitor_sends_nothing_even_ctrl_c_which_leaves(farm: Path, boards: list[MicrobitEmulator]) -> None:
+    start_ticking(boards[1].url)
+    term = Terminal([*BOARDFARM, "monitor", "--farm", str(farm), "mb-2"])
+    try:
+        term.expect(b"tick ")
+        term.type(b"\x03")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    host, port = boards[1].url.removeprefix("socket://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:  # the program still runs
+        seen, deadline = b"", time.monotonic() + 10
+        while seen.count(b"tick ") < 2:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([sock], [], [], 0.5)
+            if ready:
+                seen += sock.recv(256)
+    assert b"KeyboardInterrupt" not in seen
