@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,7 +74,7 @@ def test_no_arguments_prints_the_help_and_version_prints_the_version() -> None:
     for command in ("list", "ports", "check", "exec", "run", "eval", "deploy", "reset", "flash", "monitor", "repl"):
         assert command in done.stdout
     done = boardfarm("--version")
-    assert done.returncode == 0 and done.stdout.strip() == "boardfarm 0.1.0"
+    assert done.returncode == 0 and done.stdout.strip() == f"boardfarm {version('pytest-boardfarm')}"
 
 
 def test_no_farm_anywhere_is_a_usage_error_saying_where_to_give_one(tmp_path: Path) -> None:
