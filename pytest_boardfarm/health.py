@@ -99,6 +99,14 @@ class Ladder:
         log.seconds = time.monotonic() - started
         return log
 
+    def hard_reset(self) -> str:
+        """Only the hard step, then the check: for a person who asks for a hard reset."""
+        if self._hard_reset is None:
+            raise BoardError("no hard reset: farm.yaml gives no 'reset' command or 'rts_reset' for this board")
+        note = self._hard_then_reconnect()
+        self._check(self._board())
+        return note
+
     def _steps(self) -> list[tuple[str, Callable[[], str]]]:
         steps: list[tuple[str, Callable[[], str]]] = []
         if not (self._board().interrupt_failed and self._hard_reset is not None):

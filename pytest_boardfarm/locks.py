@@ -53,6 +53,12 @@ class Holder:
         run = f", {self.run}" if self.run else ""
         return f"host {self.host}, pid {self.pid}, user {self.user}, since {when}{run}"
 
+    def summary(self) -> str:
+        """One short line for a table (``boardfarm list``): user@host pid N since T, run R."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        run = f", {self.run}" if self.run else ""
+        return f"{self.user}@{self.host} pid {self.pid} since {when}{run}"
+
 
 def parse_holder(data: bytes) -> Holder:
     """A holder record as written by ``BoardLock``; ValueError saying what is wrong."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +199,7 @@ class BoardPool:
         run_id: str = "",
         flash: bool = False,
         force: bool = False,
+        deploy: bool = True,
         log: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.farm = farm
@@ -206,6 +207,7 @@ class BoardPool:
         self.run_id = run_id
         self.flash = flash  # put each board's farm.yaml firmware on it before handing it out
         self.force = force  # flash even a board that proves it runs the image
+        self.deploy = deploy  # copy farm.yaml's 'deploy' tree on bring-up (``boardfarm exec`` does not)
         self.log = log  # progress while flashing (the command line prints it)
         self.held: dict[str, Allocated] = {}
         self.unavailable: dict[str, str] = {}
@@ -251,6 +253,44 @@ class BoardPool:
         if spec.emulator or name in self.held:  # an emulated board is this run's alone
             return True
         return BoardLock(self.farm.lock_dir, _lock_key(spec)).is_free()
+
+    def lock_of(self, name: str) -> BoardLock | None:
+        """The board's lock, not taken (None for an emulated board, which is each run's own)."""
+        spec = self.farm.get(name)
+        return None if spec.emulator else BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
+
+    def port_of(self, name: str) -> str:
+        """Where the real board is now (its port, or its serial number's device); BoardUnavailable if absent."""
+        return _port_for(self.farm.get(name))
+
+    @contextlib.contextmanager
+    def port_held(self, name: str) -> Iterator[str]:
+        """The board's lock and port, without connecting or touching the board.
+
+        For a console (``boardfarm monitor`` / ``repl``) that must not interrupt
+        what runs; an emulated board is started for the while.
+        """
+        spec = self.farm.get(name)
+        lock = self.lock_of(name)
+        if lock is not None:
+            lock.acquire(self.lock_timeout)
+        emulator = None
+        try:
+            if spec.emulator:
+                emulator = EMULATORS[spec.emulator]().start()
+                yield emulator.url
+            else:
+                yield _port_for(spec)
+        finally:
+            if emulator is not None:
+                emulator.stop()
+            if lock is not None:
+                lock.release()
+
+    def hard_reset(self, name: str) -> str:
+        """The recovery ladder's hard step alone, then reconnect and check: ``boardfarm reset --hard``."""
+        held = self.held[name]
+        return self._ladder(held).hard_reset()
 
     def _prepare(self, spec: BoardSpec) -> Allocated:
         lock = None
@@ -323,7 +363,7 @@ class BoardPool:
             held.recoveries.append(log)
             if not log.recovered:
                 raise Quarantined(f"{exc}; the recovery ladder did not bring it back\n{log.describe()}") from None
-        if held.spec.deploy:
+        if held.spec.deploy and self.deploy:
             held.deployed = held.board.deploy(held.spec.deploy)
 
     @staticmethod
@@ -378,7 +418,7 @@ class BoardPool:
             if held.emulator is None:  # a USB board comes back after a while, maybe under another path
                 held.url = _port_for(spec, PORT_RETURN_SECONDS)
             held.board = self._connect(spec, held.url)
-            if spec.deploy:
+            if spec.deploy and self.deploy:
                 held.deployed = held.board.deploy(spec.deploy)
 
         hard_reset = None
