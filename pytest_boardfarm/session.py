@@ -228,12 +228,15 @@ class FarmSession:
     def _reset_if_due(self, held: Allocated, item: pytest.Item) -> bool:
         module = getattr(item, "module", None)
         module_name = getattr(module, "__name__", None)
+        mode = self.reset_mode
+        if mode == "test" and getattr(module, "boardfarm_shared_ram", False):
+            mode = "module"  # device test functions share their module's RAM, as tests share a module on the host
         due = {
             "test": True,
             "module": held.last_module is not None and held.last_module != module_name,
             "session": False,
             "never": False,
-        }[self.reset_mode]
+        }[mode]
         held.last_module = module_name
         if due:
             held.board.soft_reset()
