@@ -63,7 +63,7 @@ def make_project(root: Path, boards: list[str]) -> tuple[Path, list[Path]]:
 
 
 def pytest_run(root: Path, *args: str) -> tuple[float, float, int]:
-    """Wall time of the whole run, sum of the tests' own durations (JUnit), tests passed."""
+    """Wall time of the whole run, the busiest board's sum of test durations (JUnit), tests passed."""
     junit = root / "junit.xml"
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
     command += ["--farm", "farm.yaml", "--farm-junit", str(junit), "--farm-log-dir", "", *args]
@@ -74,7 +74,8 @@ def pytest_run(root: Path, *args: str) -> tuple[float, float, int]:
     failed = [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
     if result.returncode != 0 or failed:
         raise SystemExit(f"pytest failed:\n{result.stdout[-3000:]}")
-    return wall, sum(float(c.get("time") or 0) for c in cases), len(cases)
+    busiest = max(sum(float(c.get("time") or 0) for c in suite.iter("testcase")) for suite in ET.parse(junit).getroot())
+    return wall, busiest, len(cases)
 
 
 def mpremote_per_file(url: str, files: list[Path]) -> float:
@@ -150,7 +151,8 @@ def main() -> None:
     print(
         f"4 boards, -n 4: {four_count} tests in {four_wall:.2f}s; throughput "
         f"{four_count / four_wall:.1f} tests/s against {count / ours_wall:.1f} on 1 board: "
-        f"{(four_count / four_wall) / (count / ours_wall):.2f}x (tests only: {four_tests:.2f}s of board time)"
+        f"{(four_count / four_wall) / (count / ours_wall):.2f}x; tests only (the busiest board's time): "
+        f"{(four_count / four_tests) / (count / ours_tests):.2f}x"
     )
     per_function = functions_tests / functions
     print(

@@ -125,7 +125,9 @@ def write(device: Path, **files: str) -> None:
         (device / name.replace("__", ".")).write_text(text)
 
 
-def test_function_tests_run_per_board_and_report_like_host_tests(project: Path, pytester: pytest.Pytester) -> None:
+def test_function_tests_run_per_board_and_report_like_host_tests(
+    project: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(
         project,
         test_math__py=MATH,
@@ -143,6 +145,7 @@ def test_function_tests_run_per_board_and_report_like_host_tests(project: Path, 
         skipping__py__exp="whatever\n",
     )
     junit = pytester.path / "junit.xml"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
     result = run(pytester, "--farm", "farm.yaml", "-n", "2", "--farm-junit", str(junit), "--farm-log-dir", "logs")
     got = outcomes(result)
     text = result.stdout.str()
@@ -200,6 +203,13 @@ def test_function_tests_run_per_board_and_report_like_host_tests(project: Path, 
     teardown_log = (logs / "sim-1" / "test_math__test_still_runs[sim-1].log").read_text()
     assert "module teardown ran ['setup', 'sf', 'tf'," in teardown_log
     assert re.search(r"sim-1\s+microbit\s+\d+\s+\d+\s+0\s+\d+", text)  # the per-board table: no errors
+    summary = (pytester.path / "summary.md").read_text()
+    assert "| `device.test_math::test_add_wrong` | ❌ | ❌ |" in summary
+    assert "- **test_add_wrong[sim-1]** on `sim-1`: AssertionError: assert 3 == 4" in summary
+    assert (
+        "::error file=device/test_math.py,line=28,title=test_add_wrong[sim-1] on sim-1%3A AssertionError%3A assert 3 == 4::"
+        in text
+    )
 
 
 def test_fifty_functions_run_on_a_micro_bit(project: Path, pytester: pytest.Pytester) -> None:
@@ -222,6 +232,18 @@ def test_k_and_x_select_and_stop_device_tests(project: Path, pytester: pytest.Py
         "device/test_math.py::test_add[sim-2]": "PASSED",
         "device/test_math.py::test_setup_ran_once[sim-2]": "PASSED",
         "device/test_math.py::test_add_wrong[sim-2]": "FAILED",
+    }
+
+
+def test_last_failed_reruns_only_the_failed_device_tests(project: Path, pytester: pytest.Pytester) -> None:
+    write(project, test_math__py=MATH)
+    args = ("-rA", "-v", "--farm", "farm.yaml", "--board", "sim-2")
+    pytester.runpytest_subprocess(*args, timeout=120)  # with the cache, for --lf
+    again = pytester.runpytest_subprocess(*args, "--lf", "-p", "no:randomly", timeout=120)
+    assert set(outcomes(again)) == {
+        "device/test_math.py::test_add_wrong[sim-2]",
+        "device/test_math.py::test_error[sim-2]",
+        "device/test_math.py::test_memory[sim-2]",
     }
 
 
