@@ -197,3 +197,10 @@ def test_module_level_code_keeps_its_own_frame_only() -> None:
     )
     mapped = source.traceback(staged, source.prelude[0], keep_module_frame=True)
     assert mapped.splitlines()[1:] == ['  File "t.py", line 3, in <module>', "ZeroDivisionError: x"]
+
+
+def test_a_users_message_is_kept_and_the_values_follow() -> None:
+    traceback = 'Traceback (most recent call last):\n  File "t.py", line 1, in test_a\nAssertionError: too small\n'
+    shown = describe_failure("sim-1", traceback, "t.py", ["assert n > 3, 'too small'"], "assert 2 > 3")
+    assert shown.splitlines()[0] == "assert 2 > 3"
+    assert shown.endswith("    assert n > 3, 'too small'\nAssertionError: too small\nassert 2 > 3")

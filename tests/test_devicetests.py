@@ -97,6 +97,14 @@ def test_wifi():
     network.WLAN()
 """
 
+BAD_SETUP = """\
+def setup():
+    raise OSError("sensor not found")
+
+def test_reads_sensor():
+    pass
+"""
+
 MODULE_SKIP = """\
 try:
     import network
@@ -134,6 +142,7 @@ def test_function_tests_run_per_board_and_report_like_host_tests(
         test_fast__py=FAST_ONLY,
         test_pico__py=NO_BOARD,
         test_modskip__py=MODULE_SKIP,
+        test_badsetup__py=BAD_SETUP,
         helper__py="import machine\n",  # no test: never collected, never imported on the host
         hello__py="print('hello')\nprint(1 + 1)\n",
         hello__py__exp="hello\n2\n",
@@ -159,6 +168,7 @@ def test_function_tests_run_per_board_and_report_like_host_tests(
         assert got[f"device/test_math.py::test_still_runs[{board}]"] == "PASSED"
         assert got[f"device/test_modskip.py::test_a[{board}]"] == "SKIPPED"
         assert got[f"device/test_modskip.py::test_b[{board}]"] == "SKIPPED"
+        assert got[f"device/test_badsetup.py::test_reads_sensor[{board}]"] == "ERROR"  # as a failing setup_module
         assert got[f"device/hello.py::hello[{board}]"] == "PASSED"
         assert got[f"device/wrong.py::wrong[{board}]"] == "FAILED"
         assert got[f"device/crash.py::crash[{board}]"] == "FAILED"
@@ -188,6 +198,7 @@ def test_function_tests_run_per_board_and_report_like_host_tests(
     assert '  File "device/test_math.py", line 37, in test_memory\n' in text and "MemoryError" in text
     assert "SKIPPED [2] device/test_math.py:34: no wifi on this firmware" in text
     assert "no network module" in text
+    assert '  File "device/test_badsetup.py", line 2, in setup\n    raise OSError("sensor not found")\n' in text
     # Output tests: a unified diff against the .exp file; a crash shows its traceback.
     assert "--- device/wrong.py.exp\n+++ output on sim-1\n@@ -1,2 +1,2 @@\n-value 2\n+value 3\n end\n" in text
     assert '  File "device/crash.py", line 3, in <module>\n    y = x / 0\nZeroDivisionError' in text
@@ -202,7 +213,7 @@ def test_function_tests_run_per_board_and_report_like_host_tests(
     assert (logs / "sim-2" / "test_math__test_add[sim-2].log").read_text().count("module setup ran") == 1
     teardown_log = (logs / "sim-1" / "test_math__test_still_runs[sim-1].log").read_text()
     assert "module teardown ran ['setup', 'sf', 'tf'," in teardown_log
-    assert re.search(r"sim-1\s+microbit\s+\d+\s+\d+\s+0\s+\d+", text)  # the per-board table: no errors
+    assert re.search(r"sim-1\s+microbit\s+\d+\s+\d+\s+1\s+\d+", text)  # the per-board table: one error
     summary = (pytester.path / "summary.md").read_text()
     assert "| `device.test_math::test_add_wrong` | ❌ | ❌ |" in summary
     assert "- **test_add_wrong[sim-1]** on `sim-1`: AssertionError: assert 3 == 4" in summary
