@@ -33,11 +33,10 @@ from .board import Board
 from .devmodule import DeviceSource, DeviceSourceError, parse
 from .devrunner import DeviceTestFailure, DeviceTestSkipped, ModuleRunner, ModuleState, OutputTest
 from .identity import identify
-from .session import SESSION_KEY
+from .session import SESSION_KEY, SHARED_RAM
 
 INI = "boardfarm_device_tests"
 FIXTURE = "boardfarm_device"
-SHARED_RAM = "boardfarm_shared_ram"  # session.py: a module's device tests share the board's RAM
 DEVICE_TEST_FILES = ("test_*.py",)
 NEXT_KEY = pytest.StashKey["pytest.Item | None"]()
 

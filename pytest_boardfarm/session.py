@@ -32,6 +32,8 @@ from .selection import Filters, marker_problems, no_match_reason, selected_board
 FARM_KEY = pytest.StashKey["Farm | None"]()
 SESSION_KEY = pytest.StashKey["FarmSession"]()
 USED_KEY = pytest.StashKey["BoardUse"]()
+# A module object with this attribute true (device test modules): its tests share the board's RAM.
+SHARED_RAM = "boardfarm_shared_ram"
 
 
 @dataclass
@@ -229,7 +231,7 @@ class FarmSession:
         module = getattr(item, "module", None)
         module_name = getattr(module, "__name__", None)
         mode = self.reset_mode
-        if mode == "test" and getattr(module, "boardfarm_shared_ram", False):
+        if mode == "test" and getattr(module, SHARED_RAM, False):
             mode = "module"  # device test functions share their module's RAM, as tests share a module on the host
         due = {
             "test": True,
