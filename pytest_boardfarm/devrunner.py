@@ -188,7 +188,7 @@ class OutputTest:
             line = failed_line(traceback, self.path)
             raise DeviceTestFailure(f"{text}\n\n{self._diff(exc.stdout, board.name)}".rstrip(), line) from None
         except BoardRebooted as exc:  # `print("SKIP"); raise SystemExit` soft-reboots current firmware
-            if _printed_skip(exc.output.decode("utf-8", "replace").replace("\r\n", "\n")):
+            if _printed_skip(_before_reboot(exc.output)):
                 raise DeviceTestSkipped("the test printed SKIP") from None
             raise DeviceTestFailure(_cut_short(board, self.path, exc)) from None
         except BoardTimeout as exc:
@@ -206,6 +206,12 @@ class OutputTest:
             tofile=f"output on {board}",
         )
         return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def _before_reboot(output: bytes) -> str:
+    """What a program printed before it ended in a soft reboot (``MPY: soft reboot`` and on)."""
+    text = output.decode("utf-8", "replace").replace("\r\n", "\n").replace("\x04", "")
+    return text.split("soft reboot", 1)[0].rsplit("\n", 1)[0] + "\n"
 
 
 def _printed_skip(output: str) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from .test_plugin import outcomes, run
+from .test_webassembly import _installed as _wasm_missing
 
 FARM = """\
 locks: {{dir: {locks}}}
@@ -282,3 +283,50 @@ def test_ini_entry_that_matches_nothing_is_a_usage_error(pytester: pytest.Pytest
     result = run(pytester, "--collect-only")
     assert "ini option boardfarm_device_tests: 'devce' matches nothing under the rootdir" in result.stderr.str()
     assert result.ret == 4
+
+
+CURRENT = """\
+def test_values():
+    assert {"a": 1} == {"a": 2}
+
+def test_hangs_deaf_to_ctrl_c():
+    while True:
+        pass
+
+def test_after_the_restart():
+    assert 1 < 2
+
+def test_exits():
+    import sys
+    sys.exit()
+
+def test_after_the_exit():
+    assert "x" in "xyz"
+"""
+
+
+@pytest.mark.skipif(bool(_wasm_missing()), reason=_wasm_missing() or "installed")
+def test_device_tests_run_on_current_micropython(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The runner on MicroPython 1.27 (WebAssembly port): SystemExit soft-reboots there, and a
+    busy loop ignores Ctrl-C, so the recovery ladder restarts the board; the next tests run."""
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: new, emulator: webassembly, timeout: 3}}\n"
+    )
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    device.mkdir()
+    write(device, test_current__py=CURRENT, skipx__py="print('SKIP')\nraise SystemExit\n", skipx__py__exp="x\n")
+    result = run(pytester, "--farm", "farm.yaml")
+    assert outcomes(result) == {
+        "device/skipx.py::skipx[new]": "SKIPPED",
+        "device/test_current.py::test_values[new]": "FAILED",
+        "device/test_current.py::test_hangs_deaf_to_ctrl_c[new]": "FAILED",
+        "device/test_current.py::test_after_the_restart[new]": "PASSED",
+        "device/test_current.py::test_exits[new]": "FAILED",
+        "device/test_current.py::test_after_the_exit[new]": "PASSED",
+    }
+    text = result.stdout.str()
+    assert "AssertionError: assert {'a': 1} == {'a': 2}" in text
+    assert '  File "device/test_current.py", line 2, in test_values\n' in text
+    assert "test_hangs_deaf_to_ctrl_c did not finish within 3s on new" in text
+    assert "the board new rebooted during test_exits" in text
