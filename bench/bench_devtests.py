@@ -31,6 +31,9 @@ from pytest_boardfarm.emulator import start_many
 
 FILES = 40
 WORK = "t = 0\nfor i in range({n}):\n    t += i * i\nprint({k}, t)\n"
+# Board work that waits rather than computes (as tests of sensors and timing do): on emulated
+# boards it leaves the host's CPU free, so four boards can show what the farm does in parallel.
+WAITING = "import microbit\nmicrobit.sleep(150)\nprint({k})\n"
 
 
 def function(name: str, k: int) -> str:
@@ -54,11 +57,16 @@ def make_project(root: Path, boards: list[str]) -> tuple[Path, list[Path]]:
         Path(f"{path}.exp").write_text(expected(n, k))
         files.append(path)
     bodies = "\n".join(function(f"test_{k:02d}", k) for k in range(FILES))
+    waiting = root / "waiting"
+    waiting.mkdir()
+    for k in range(FILES):
+        (waiting / f"wait_{k:02d}.py").write_text(WAITING.format(k=k))
+        (waiting / f"wait_{k:02d}.py.exp").write_text(f"{k}\n")
     (root / "functions").mkdir()
     (root / "functions" / "test_functions.py").write_text(bodies)
     farm = "boards:\n" + "".join(f"  - {{name: b{i}, port: '{url}', timeout: 30}}\n" for i, url in enumerate(boards))
     (root / "farm.yaml").write_text(f"locks: {{dir: {root / 'locks'}}}\n{farm}")
-    (root / "pytest.ini").write_text("[pytest]\nboardfarm_device_tests =\n    device\n    functions\n")
+    (root / "pytest.ini").write_text("[pytest]\nboardfarm_device_tests =\n    device\n    functions\n    waiting\n")
     return device, files
 
 
@@ -132,6 +140,8 @@ def main() -> None:
             ours_wall, ours_tests, count = pytest_run(one, "device")
             four_wall, four_tests, four_count = pytest_run(four, "device", "-n", "4")
             functions_wall, functions_tests, functions = pytest_run(one, "functions")
+            wait_one, _, _ = pytest_run(one, "waiting", "-n", "1")
+            wait_four, _, wait_count = pytest_run(four, "waiting", "-n", "4")
             theirs = mpremote_per_file(urls[0], files)
             pyboard = run_tests_way(urls[0], files)
             work = board_work(urls[0])
@@ -153,6 +163,10 @@ def main() -> None:
         f"{four_count / four_wall:.1f} tests/s against {count / ours_wall:.1f} on 1 board: "
         f"{(four_count / four_wall) / (count / ours_wall):.2f}x; tests only (the busiest board's time): "
         f"{(four_count / four_tests) / (count / ours_tests):.2f}x"
+    )
+    print(
+        f"waiting tests (150 ms of sleep on the board each), -n 1 against -n 4: {FILES} tests in {wait_one:.2f}s, "
+        f"{wait_count} in {wait_four:.2f}s: {(wait_count / wait_four) / (FILES / wait_one):.2f}x the throughput"
     )
     per_function = functions_tests / functions
     print(
