@@ -15,6 +15,7 @@ import ast
 import io
 import re
 import tokenize
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,10 +98,11 @@ def failed_line(traceback: str, path: str) -> int | None:
     return found
 
 
-def parse(path: str, text: str, *, is_test: Any = None) -> DeviceSource:
+def parse(path: str, text: str, *, is_test: Callable[[str], bool] | None = None) -> DeviceSource:
     """Read a device test module; ``is_test(name)`` says which functions are tests
     (default: names starting with ``test``). Raises DeviceSourceError."""
-    is_test = is_test or (lambda name: name.startswith("test"))
+    if is_test is None:
+        is_test = _default_is_test
     try:
         rewritten = rewrite(text)
         tree = ast.parse(rewritten.source)
@@ -132,6 +134,10 @@ def parse(path: str, text: str, *, is_test: Any = None) -> DeviceSource:
         prelude.append(chunk)
         adjacent = True
     return DeviceSource(path, rewritten, tuple(prelude), tests, selection, frozenset(defines))
+
+
+def _default_is_test(name: str) -> bool:
+    return name.startswith("test")
 
 
 def _assigns(node: ast.stmt, name: str) -> bool:
