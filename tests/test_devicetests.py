@@ -214,6 +214,8 @@ def test_function_tests_run_per_board_and_report_like_host_tests(
     assert (logs / "sim-2" / "test_math__test_add[sim-2].log").read_text().count("module setup ran") == 1
     teardown_log = (logs / "sim-1" / "test_math__test_still_runs[sim-1].log").read_text()
     assert "module teardown ran ['setup', 'sf', 'tf'," in teardown_log
+    assert "soft reboot" not in teardown_log  # the functions of a module share its RAM: no reset between them
+    assert "soft reboot" in (logs / "sim-2" / "hello__hello[sim-2].log").read_text()  # each output test: a reset
     assert re.search(r"sim-1\s+microbit\s+\d+\s+\d+\s+1\s+\d+", text)  # the per-board table: one error
     summary = (pytester.path / "summary.md").read_text()
     assert "| `device.test_math::test_add_wrong` | ❌ | ❌ |" in summary
