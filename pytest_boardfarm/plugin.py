@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+from .devicetests import (
+    DeviceTests,
+    boardfarm_device,  # noqa: F401 - the device tests' fixture, registered with this plugin
+)
+from .devicetests import add_options as add_device_test_options
 from .farmfile import ENV_VAR, find_farm_file
 from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
 from .pool import FarmBoard
@@ -78,6 +83,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("boardfarm_inventory", "farm inventory (farm.yaml), relative to the ini file")
     parser.addini("boardfarm_test_timeout", "default for --farm-test-timeout (seconds)")
     parser.addini("boardfarm_flash", "like --farm-flash", type="bool", default=False)
+    add_device_test_options(parser)
 
 
 def _inventory_path(config: pytest.Config) -> str | None:
@@ -143,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "board(name=None, platform=None, tags=None, timeout=None, test_timeout=None): run this test only on "
         "matching farm boards; timeout: each device operation's deadline, test_timeout: the test's on the host",
     )
+    config.pluginmanager.register(DeviceTests(config), "boardfarm-device-tests")  # with or without a farm
     farm = _load(config)
     if farm is None:
         return

@@ -32,6 +32,8 @@ from .selection import Filters, marker_problems, no_match_reason, selected_board
 FARM_KEY = pytest.StashKey["Farm | None"]()
 SESSION_KEY = pytest.StashKey["FarmSession"]()
 USED_KEY = pytest.StashKey["BoardUse"]()
+# A module object with this attribute true (device test modules): its tests share the board's RAM.
+SHARED_RAM = "boardfarm_shared_ram"
 
 
 @dataclass
@@ -228,12 +230,15 @@ class FarmSession:
     def _reset_if_due(self, held: Allocated, item: pytest.Item) -> bool:
         module = getattr(item, "module", None)
         module_name = getattr(module, "__name__", None)
+        mode = self.reset_mode
+        if mode == "test" and getattr(module, SHARED_RAM, False):
+            mode = "module"  # device test functions share their module's RAM, as tests share a module on the host
         due = {
             "test": True,
             "module": held.last_module is not None and held.last_module != module_name,
             "session": False,
             "never": False,
-        }[self.reset_mode]
+        }[mode]
         held.last_module = module_name
         if due:
             held.board.soft_reset()

@@ -1,0 +1,265 @@
+"""Device tests: MicroPython test files that run on the boards, collected by pytest.
+
+The ini option ``boardfarm_device_tests`` names directories, files or globs
+(relative to the rootdir). Under them, pytest never imports a ``.py`` file on
+the host; instead:
+
+- ``test_*.py`` (or what ``python_files`` matches) is a *device test module*:
+  each ``def test_*():`` is one test per matching board;
+- any ``foo.py`` with ``foo.py.exp`` beside it is an *output test* (MicroPython's
+  run-tests convention): one test per board, its output must equal the file.
+
+Each file becomes a :class:`pytest.Module` whose object is made here, on the
+host, from the parsed source: one stand-in function per device test, named and
+placed (file, line) as the user wrote it, asking for the ``board`` fixture
+through ``boardfarm_device``. So parametrization over boards, ``-k``, markers,
+``--lf``, xdist scheduling, serial logs and every report work exactly as for
+host-side tests; nothing about them is copied here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .board import Board
+from .devmodule import DeviceSource, DeviceSourceError, parse
+from .devrunner import DeviceTestFailure, DeviceTestSkipped, ModuleRunner, ModuleState, OutputTest
+from .identity import identify
+from .session import SESSION_KEY, SHARED_RAM
+
+INI = "boardfarm_device_tests"
+FIXTURE = "boardfarm_device"
+DEVICE_TEST_FILES = ("test_*.py",)
+NEXT_KEY = pytest.StashKey["pytest.Item | None"]()
+
+
+def add_options(parser: pytest.Parser) -> None:
+    parser.addini(
+        INI,
+        "directories, files or globs (relative to the rootdir) of MicroPython test files that run on the boards",
+        type="linelist",
+        default=[],
+    )
+
+
+class DeviceTests:
+    """The collection side: which files are device tests, and their collectors."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.roots = device_roots(config.rootpath, config.getini(INI))
+
+    def kind(self, path: Path) -> type[pytest.File] | None:
+        """The collector for a file under the device test paths, or None for any other file."""
+        if path.suffix != ".py" or not self._under_roots(path):
+            return None
+        if Path(f"{path}.exp").is_file():
+            return OutputModule
+        patterns = (*DEVICE_TEST_FILES, *self.config.getini("python_files"))
+        if any(fnmatch.fnmatch(path.name, p) for p in patterns):
+            return DeviceModule
+        return NotATest
+
+    def _under_roots(self, path: Path) -> bool:
+        resolved = path.resolve()
+        return any(resolved == root or root in resolved.parents for root in self.roots)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector) -> pytest.File | None:
+        """Files pytest's Python plugin would import: never on the host."""
+        kind = self.kind(module_path)
+        return kind.from_parent(parent, path=module_path) if kind else None
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+        """Device files pytest's Python plugin does not take (output tests named freely)."""
+        kind = self.kind(file_path)
+        if kind is None or kind is NotATest or _python_takes(file_path, parent):
+            return None
+        return kind.from_parent(parent, path=file_path)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+        item.stash[NEXT_KEY] = nextitem  # boardfarm_device runs teardown() after a module's last test on a board
+        return (yield)
+
+
+def device_roots(rootdir: Path, entries: list[str]) -> list[Path]:
+    """The ini option's entries, resolved; each must match something inside the rootdir."""
+    root = rootdir.resolve()
+    found: list[Path] = []
+    for entry in entries:
+        matches = sorted(glob.glob(str(root / entry), recursive=True))
+        if not matches:
+            raise pytest.UsageError(f"ini option {INI}: {entry!r} matches nothing under the rootdir {root}")
+        for match in matches:
+            path = Path(match).resolve()
+            if path != root and root not in path.parents:
+                raise pytest.UsageError(f"ini option {INI}: {entry!r} leads outside the rootdir {root}")
+            found.append(path)
+    return found
+
+
+def _python_takes(path: Path, parent: pytest.Collector) -> bool:
+    """Would pytest's own Python plugin collect this file (and so ask pytest_pycollect_makemodule)?"""
+    if parent.session.isinitpath(path):
+        return True
+    return any(
+        fnmatch.fnmatch(str(path) if os.sep in p else path.name, p) for p in parent.config.getini("python_files")
+    )
+
+
+class NotATest(pytest.File):
+    """A helper file among the device tests: never imported on the host, nothing to collect."""
+
+    def collect(self) -> list[pytest.Item]:
+        return []
+
+
+class _HostModule(pytest.Module):
+    """A module object made on the host from a device file; only our stand-ins are tests."""
+
+    def _getobj(self) -> types.ModuleType:
+        module = types.ModuleType(f"boardfarm_device:{self.nodeid}")
+        module.__file__ = str(self.path)
+        try:
+            self._fill(module)
+        except (DeviceSourceError, OSError, UnicodeDecodeError) as exc:
+            raise self.CollectError(str(exc)) from None
+        return module
+
+    def _fill(self, module: types.ModuleType) -> None:
+        raise NotImplementedError
+
+    @property
+    def shown(self) -> str:
+        """The file as reports name it: relative to the rootdir."""
+        return self.nodeid.split("::", 1)[0]
+
+    def istestfunction(self, obj: object, name: str) -> bool:
+        return getattr(obj, "__boardfarm_device__", False) is True
+
+    def istestclass(self, obj: object, name: str) -> bool:
+        return False
+
+
+class DeviceModule(_HostModule):
+    """``test_*.py`` under the device paths: one test per ``def test_*():`` per board."""
+
+    source: DeviceSource
+    state: ModuleState
+
+    def _fill(self, module: types.ModuleType) -> None:
+        text = self.path.read_text(encoding="utf-8")
+        self.source = parse(self.shown, text, is_test=self._is_test_name)
+        self.state = ModuleState(token=os.urandom(4).hex())
+        setattr(module, SHARED_RAM, True)
+        if self.source.selection:
+            module.pytestmark = [  # type: ignore[attr-defined]
+                pytest.mark.board(**self.source.selection)
+            ]
+        for name, chunk in self.source.tests.items():
+            setattr(module, name, _stand_in(name, self.path, chunk.first))
+
+    def _is_test_name(self, name: str) -> bool:
+        return self._matches_prefix_or_glob_option("python_functions", name)
+
+
+class OutputModule(_HostModule):
+    """``foo.py`` with ``foo.py.exp``: one test per board, comparing the printed output."""
+
+    test: OutputTest
+
+    def _fill(self, module: types.ModuleType) -> None:
+        self.test = OutputTest.read(self.path, self.shown)
+        name = self.path.stem
+        setattr(module, name, _stand_in(name, self.path, 1))
+
+
+def _stand_in(name: str, path: Path, line: int) -> Callable[..., None]:
+    """A host function that pytest collects as the device test: the user's name, file and
+    line (reports point there), asking for the fixture that brings a board and runs it."""
+    source = "\n" * (line - 1) + f"def stand_in({FIXTURE}): {FIXTURE}.run()"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, str(path), "exec"), namespace)
+    function = namespace["stand_in"]
+    function.__code__ = function.__code__.replace(co_name=name)
+    function.__name__ = function.__qualname__ = name
+    function.__boardfarm_device__ = True
+    return function  # type: ignore[no-any-return]
+
+
+class DeviceRun:
+    """What a device test's stand-in gets: its board, and the way to run the test there."""
+
+    def __init__(self, item: pytest.Item, board: Board) -> None:
+        self.item = item
+        self.board = board
+        module = item.getparent(_HostModule)
+        assert module is not None
+        self.module = module
+
+    @property
+    def line(self) -> int:
+        return int(self.item.reportinfo()[1] or 0) + 1
+
+    def runner(self) -> ModuleRunner:
+        assert isinstance(self.module, DeviceModule)
+        return ModuleRunner(self.board, self.module.source, self.module.state)
+
+    def run(self) -> None:
+        __tracebackhide__ = True
+        module = self.module
+        if isinstance(module, OutputModule):
+            _as_pytest(lambda: module.test.run(self.board), module.path, 1)
+        else:
+            name = getattr(self.item, "originalname", self.item.name)
+            _as_pytest(lambda: self.runner().run(name), self.module.path, self.line)
+
+
+def _as_pytest(call: Callable[[], None], path: Path, line: int) -> None:
+    """Run ``call``; the runner's failures and skips become pytest's, raised from a frame at
+    the user's file and failing line (where reports and annotations point), with no host
+    frames shown: a failure's text is the board's traceback."""
+    __tracebackhide__ = True
+    outcome: BaseException
+    try:
+        call()
+        return
+    except DeviceTestSkipped as exc:
+        outcome, line = pytest.skip.Exception(str(exc)), exc.line or line
+    except DeviceTestFailure as exc:
+        outcome, line = pytest.fail.Exception(str(exc), pytrace=False), exc.line or line
+    exec(compile("\n" * (line - 1) + "raise outcome", str(path), "exec"), {"outcome": outcome})
+
+
+@pytest.fixture
+def boardfarm_device(board: Any, request: pytest.FixtureRequest) -> Iterator[DeviceRun]:
+    """The board for a device test, with its module loaded there (setup() run); after the
+    module's last test on this board, its teardown()."""
+    __tracebackhide__ = True
+    item = request.node
+    run = DeviceRun(item, board)
+    function_test = isinstance(item.getparent(_HostModule), DeviceModule)
+    if function_test:
+        _as_pytest(run.runner().load, run.module.path, run.line)
+    yield run
+    if function_test and _last_of_module_on_board(item):
+        held = request.config.stash[SESSION_KEY].pool.held.get(board.name)  # a recovery may have replaced it
+        if held is not None:
+            _as_pytest(DeviceRun(item, held.board).runner().finish, run.module.path, run.line)
+
+
+def _last_of_module_on_board(item: pytest.Item) -> bool:
+    following = item.stash.get(NEXT_KEY, None)
+    if following is None or following.parent is not item.parent:
+        return True
+    this, that = identify(item), identify(following)
+    return this is None or that is None or this.board != that.board

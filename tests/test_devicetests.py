@@ -1,0 +1,334 @@
+"""Device tests end to end: MicroPython test files run on emulated micro:bits (1.9.2)."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .test_plugin import outcomes, run
+from .test_webassembly import _installed as _wasm_missing
+
+FARM = """\
+locks: {{dir: {locks}}}
+boards:
+  - name: sim-1
+    emulator: microbit
+    tags: [fast]
+  - name: sim-2
+    emulator: microbit
+"""
+
+MATH = """\
+import gc
+LOG = []
+
+def add(a, b):
+    return a + b
+
+def setup():
+    LOG.append("setup")
+    print("module setup ran")
+
+def teardown():
+    print("module teardown ran", LOG)
+
+def setup_function():
+    LOG.append("sf")
+
+def teardown_function():
+    LOG.append("tf")
+
+def test_add():
+    assert add(1, 2) == 3
+
+def test_setup_ran_once():
+    assert LOG == ["setup", "sf", "tf", "sf"]
+
+def test_add_wrong():
+    x = add(1, 2)
+    assert x == 4
+
+def test_error():
+    add(1, None)
+
+def test_skipped():
+    raise SkipTest("no wifi on this firmware")
+
+def test_memory():
+    bytearray(30000)
+
+def test_still_runs():
+    assert "setup" in LOG
+"""
+
+FAST_ONLY = """\
+boardfarm = {"tags": ["fast"], "timeout": 3}
+import machine
+
+def test_on_fast_board():
+    assert machine.unique_id()
+
+def test_hangs():
+    while True:
+        pass
+
+def test_after_the_hang():
+    assert 1 + 1 == 2
+
+def test_reboots():
+    machine.reset()
+
+def test_after_the_reboot():
+    assert setup_count == [1]  # RAM was cleared: the module and its setup() came again
+
+setup_count = []
+
+def setup():
+    setup_count.append(1)
+"""
+
+NO_BOARD = """\
+boardfarm = {"platform": "rp2040"}
+import network
+
+def test_wifi():
+    network.WLAN()
+"""
+
+BAD_SETUP = """\
+def setup():
+    raise OSError("sensor not found")
+
+def test_reads_sensor():
+    pass
+"""
+
+MODULE_SKIP = """\
+try:
+    import network
+except ImportError:
+    raise SkipTest("no network module")
+
+def test_a():
+    pass
+
+def test_b():
+    pass
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, tmp_path: Path) -> Path:
+    (pytester.path / "farm.yaml").write_text(FARM.format(locks=tmp_path / "locks"))
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    device.mkdir()
+    return device
+
+
+def write(device: Path, **files: str) -> None:
+    for name, text in files.items():
+        (device / name.replace("__", ".")).write_text(text)
+
+
+def test_function_tests_run_per_board_and_report_like_host_tests(
+    project: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        project,
+        test_math__py=MATH,
+        test_fast__py=FAST_ONLY,
+        test_pico__py=NO_BOARD,
+        test_modskip__py=MODULE_SKIP,
+        test_badsetup__py=BAD_SETUP,
+        helper__py="import machine\n",  # no test: never collected, never imported on the host
+        hello__py="print('hello')\nprint(1 + 1)\n",
+        hello__py__exp="hello\n2\n",
+        wrong__py="def f(n):\n    return n * 3\nprint('value', f(1))\nprint('end')\n",
+        wrong__py__exp="value 2\nend\n",
+        crash__py="print('before')\nx = 1\ny = x / 0\n",
+        crash__py__exp="before\n",
+        skipping__py="print('SKIP')\n",
+        skipping__py__exp="whatever\n",
+    )
+    junit = pytester.path / "junit.xml"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
+    result = run(pytester, "--farm", "farm.yaml", "-n", "2", "--farm-junit", str(junit), "--farm-log-dir", "logs")
+    got = outcomes(result)
+    text = result.stdout.str()
+    for board in ("sim-1", "sim-2"):
+        assert got[f"device/test_math.py::test_add[{board}]"] == "PASSED"
+        assert got[f"device/test_math.py::test_setup_ran_once[{board}]"] == "PASSED"
+        assert got[f"device/test_math.py::test_add_wrong[{board}]"] == "FAILED"
+        assert got[f"device/test_math.py::test_error[{board}]"] == "FAILED"
+        assert got[f"device/test_math.py::test_skipped[{board}]"] == "SKIPPED"
+        assert got[f"device/test_math.py::test_memory[{board}]"] == "FAILED"
+        assert got[f"device/test_math.py::test_still_runs[{board}]"] == "PASSED"
+        assert got[f"device/test_modskip.py::test_a[{board}]"] == "SKIPPED"
+        assert got[f"device/test_modskip.py::test_b[{board}]"] == "SKIPPED"
+        assert got[f"device/test_badsetup.py::test_reads_sensor[{board}]"] == "ERROR"  # as a failing setup_module
+        assert got[f"device/hello.py::hello[{board}]"] == "PASSED"
+        assert got[f"device/wrong.py::wrong[{board}]"] == "FAILED"
+        assert got[f"device/crash.py::crash[{board}]"] == "FAILED"
+        assert got[f"device/skipping.py::skipping[{board}]"] == "SKIPPED"
+    # The boardfarm literal: fast-tagged boards only, its own deadline; no rp2040 in the farm.
+    assert got["device/test_fast.py::test_on_fast_board[sim-1]"] == "PASSED"
+    assert not any("test_fast.py" in nodeid and "sim-2" in nodeid for nodeid in got)
+    assert got["device/test_pico.py::test_wifi[no-board]"] == "SKIPPED"
+    # A hang and a reboot fail their own test; the module's next tests run (after the reboot,
+    # with the module loaded again and its setup() run again).
+    assert got["device/test_fast.py::test_hangs[sim-1]"] == "FAILED"
+    assert got["device/test_fast.py::test_after_the_hang[sim-1]"] == "PASSED"
+    assert got["device/test_fast.py::test_reboots[sim-1]"] == "FAILED"
+    assert got["device/test_fast.py::test_after_the_reboot[sim-1]"] == "PASSED"
+    assert "test_hangs did not finish within 3s on sim-1" in text
+    assert "the board sim-1 rebooted during test_reboots" in text
+    assert not any("helper.py" in nodeid for nodeid in got)
+
+    # Failures: the board's traceback in the user's file and lines, with both sides' values.
+    assert (
+        "AssertionError: assert 3 == 4\n\ntraceback on sim-1:\nTraceback (most recent call last):\n"
+        '  File "device/test_math.py", line 28, in test_add_wrong\n    assert x == 4\n'
+        "AssertionError: assert 3 == 4\n"
+    ) in text
+    assert '  File "device/test_math.py", line 31, in test_error\n    add(1, None)\n' in text
+    assert '  File "device/test_math.py", line 5, in add\n    return a + b\n' in text
+    assert '  File "device/test_math.py", line 37, in test_memory\n' in text and "MemoryError" in text
+    assert "SKIPPED [2] device/test_math.py:34: no wifi on this firmware" in text
+    assert "no network module" in text
+    assert '  File "device/test_badsetup.py", line 2, in setup\n    raise OSError("sensor not found")\n' in text
+    # Output tests: a unified diff against the .exp file; a crash shows its traceback.
+    assert "--- device/wrong.py.exp\n+++ output on sim-1\n@@ -1,2 +1,2 @@\n-value 2\n+value 3\n end\n" in text
+    assert '  File "device/crash.py", line 3, in <module>\n    y = x / 0\nZeroDivisionError' in text
+
+    # Reports as for host tests: JUnit one testcase per function per board, serial logs per test.
+    suites = {s.get("name"): s for s in ET.parse(junit).getroot()}
+    assert {"sim-1", "sim-2"} <= set(suites)
+    names = [case.get("name") for case in suites["sim-2"].iter("testcase")]
+    assert "test_add[sim-2]" in names and "test_add_wrong[sim-2]" in names and "hello[sim-2]" in names
+    assert len(names) == len({n for n in got if n.endswith("[sim-2]")})
+    logs = pytester.path / "logs"
+    assert (logs / "sim-2" / "test_math__test_add[sim-2].log").read_text().count("module setup ran") == 1
+    teardown_log = (logs / "sim-1" / "test_math__test_still_runs[sim-1].log").read_text()
+    assert "module teardown ran ['setup', 'sf', 'tf'," in teardown_log
+    assert "soft reboot" not in teardown_log  # the functions of a module share its RAM: no reset between them
+    assert "soft reboot" in (logs / "sim-2" / "hello__hello[sim-2].log").read_text()  # each output test: a reset
+    assert re.search(r"sim-1\s+microbit\s+\d+\s+\d+\s+1\s+\d+", text)  # the per-board table: one error
+    summary = (pytester.path / "summary.md").read_text()
+    assert "| `device.test_math::test_add_wrong` | ❌ | ❌ |" in summary
+    assert "- **test_add_wrong[sim-1]** on `sim-1`: AssertionError: assert 3 == 4" in summary
+    assert (
+        "::error file=device/test_math.py,line=28,title=test_add_wrong[sim-1] on sim-1%3A AssertionError%3A assert 3 == 4::"
+        in text
+    )
+
+
+def test_fifty_functions_run_on_a_micro_bit(project: Path, pytester: pytest.Pytester) -> None:
+    body = "".join(
+        f"def test_{i:02d}():\n    values = [x * {i} for x in range(8)]\n    assert sum(values) == {28 * i}\n"
+        f"    assert len(values) == 8, 'eight values'\n    assert twice({i}) == {2 * i}\n\n"
+        for i in range(50)
+    )
+    write(project, test_fifty__py="import gc\n\ndef twice(n):\n    return n * 2\n\n" + body)
+    result = run(pytester, "--farm", "farm.yaml", "--board", "sim-1")
+    result.assert_outcomes(passed=50)
+
+
+def test_k_and_x_select_and_stop_device_tests(project: Path, pytester: pytest.Pytester) -> None:
+    write(project, test_math__py=MATH)
+    selected = outcomes(run(pytester, "--farm", "farm.yaml", "--board", "sim-2", "-k", "add and not wrong"))
+    assert selected == {"device/test_math.py::test_add[sim-2]": "PASSED"}
+    stopped = run(pytester, "--farm", "farm.yaml", "--board", "sim-2", "-x")
+    assert outcomes(stopped) == {
+        "device/test_math.py::test_add[sim-2]": "PASSED",
+        "device/test_math.py::test_setup_ran_once[sim-2]": "PASSED",
+        "device/test_math.py::test_add_wrong[sim-2]": "FAILED",
+    }
+
+
+def test_last_failed_reruns_only_the_failed_device_tests(project: Path, pytester: pytest.Pytester) -> None:
+    write(project, test_math__py=MATH)
+    args = ("-rA", "-v", "--farm", "farm.yaml", "--board", "sim-2")
+    pytester.runpytest_subprocess(*args, timeout=120)  # with the cache, for --lf
+    again = pytester.runpytest_subprocess(*args, "--lf", "-p", "no:randomly", timeout=120)
+    assert set(outcomes(again)) == {
+        "device/test_math.py::test_add_wrong[sim-2]",
+        "device/test_math.py::test_error[sim-2]",
+        "device/test_math.py::test_memory[sim-2]",
+    }
+
+
+def test_device_files_are_never_imported_on_the_host(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    device.mkdir()
+    write(device, test_board_only__py="import machine\n\ndef test_pin():\n    machine.Pin(1)\n", x__py="raise X\n")
+    result = run(pytester, "--collect-only", "-q")
+    assert "<Function test_pin>" in result.stdout.str()
+    assert result.ret == 0
+
+
+def test_bad_selection_literal_is_a_collection_error(project: Path, pytester: pytest.Pytester) -> None:
+    write(project, test_bad__py="import gc\nboardfarm = {'platfrom': 'rp2040'}\n\ndef test_a():\n    pass\n")
+    result = run(pytester, "--farm", "farm.yaml", "--collect-only")
+    assert (
+        "device/test_bad.py:2: boardfarm: unknown argument 'platfrom' (did you mean 'platform'?)" in result.stdout.str()
+    )
+    assert result.ret == 2
+
+
+def test_ini_entry_that_matches_nothing_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nboardfarm_device_tests = devce\n")
+    result = run(pytester, "--collect-only")
+    assert "ini option boardfarm_device_tests: 'devce' matches nothing under the rootdir" in result.stderr.str()
+    assert result.ret == 4
+
+
+CURRENT = """\
+def test_values():
+    assert {"a": 1} == {"a": 2}
+
+def test_hangs_deaf_to_ctrl_c():
+    while True:
+        pass
+
+def test_after_the_restart():
+    assert 1 < 2
+
+def test_exits():
+    import sys
+    sys.exit()
+
+def test_after_the_exit():
+    assert "x" in "xyz"
+"""
+
+
+@pytest.mark.skipif(bool(_wasm_missing()), reason=_wasm_missing() or "installed")
+def test_device_tests_run_on_current_micropython(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The runner on MicroPython 1.27 (WebAssembly port): SystemExit soft-reboots there, and a
+    busy loop ignores Ctrl-C, so the recovery ladder restarts the board; the next tests run."""
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: new, emulator: webassembly, timeout: 3}}\n"
+    )
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    device.mkdir()
+    write(device, test_current__py=CURRENT, skipx__py="print('SKIP')\nraise SystemExit\n", skipx__py__exp="x\n")
+    result = run(pytester, "--farm", "farm.yaml")
+    assert outcomes(result) == {
+        "device/skipx.py::skipx[new]": "SKIPPED",
+        "device/test_current.py::test_values[new]": "FAILED",
+        "device/test_current.py::test_hangs_deaf_to_ctrl_c[new]": "FAILED",
+        "device/test_current.py::test_after_the_restart[new]": "PASSED",
+        "device/test_current.py::test_exits[new]": "FAILED",
+        "device/test_current.py::test_after_the_exit[new]": "PASSED",
+    }
+    text = result.stdout.str()
+    assert "AssertionError: assert {'a': 1} == {'a': 2}" in text
+    assert '  File "device/test_current.py", line 2, in test_values\n' in text
+    assert "test_hangs_deaf_to_ctrl_c did not finish within 3s on new" in text
+    assert "the board new rebooted during test_exits" in text
