@@ -138,7 +138,9 @@ def test_a_users_own_firmware_helpers_does_not_shadow_the_plugins(fresh_venv: Pa
     (project / "firmware_helpers" / "__init__.py").write_text("MINE = True\n")
     (project / "conftest.py").write_text("")  # rootdir on sys.path: the user's package first
     (project / "test_user.py").write_text(USER_TEST)
-    (project / "farm.yaml").write_text(f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: sim, emulator: microbit}}\n")
+    (project / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: sim, emulator: microbit}}\n"
+    )
     result = subprocess.run(
         [str(fresh_venv), "-m", "pytest", "-p", "no:cacheprovider", "--farm", "farm.yaml", "-v"],
         cwd=project,
