@@ -146,7 +146,7 @@ class FarmReporter(ResultsCollector):
             write_junit(self.junit_path, boards)
         except (OSError, ValueError) as exc:
             self.junit_error = str(exc)
-            self._warn(f"could not write the JUnit file {self.junit_path}: {exc}")
+            self._warn(f"could not write the JUnit file {settings.shown(self.junit_path, self.config)}: {exc}")
 
     def _terminal_table(self, boards: list[BoardResults]) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
