@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from . import htmlreport, manners, settings
+from . import htmlreport, manners, settings, timeoutcompat
 from .farmfile import ENV_VAR, find_farm_file
 from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
 from .pool import FarmBoard
@@ -163,6 +163,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
     config.pluginmanager.register(HostTimeLimit(config), "boardfarm-time-limit")
+    timeoutcompat.register(config)  # pytest-timeout's clock stops while the farm works
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
         known = {b.name: {"platform": b.platform} for b in farm.boards}
         reporter = FarmReporter(config, farm.names, session.worker_boards.of, known)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from . import health, manners, settings
+from . import health, manners, settings, timeoutcompat
 from .board import Board
 from .errors import BoardError, DeviceError
 from .identity import WorkerBoards, identify, write_worker_boards
@@ -160,6 +160,13 @@ class FarmSession:
         __tracebackhide__ = True  # a board that cannot be used is its reason, not the plugin's frames
         if name is None:
             pytest.skip("no matching board")
+        with timeoutcompat.paused(item):  # the farm's work, under its own deadlines, is not the test's time
+            board = self._set_up(item, name)
+        yield board
+
+    def _set_up(self, item: pytest.Item, name: str) -> FarmBoard:
+        """The board acquired, checked (or reset) and, if need be, recovered, for this test."""
+        __tracebackhide__ = True
         try:
             held = self.pool.acquire(name)
         except BoardUnavailable as exc:
@@ -178,7 +185,7 @@ class FarmSession:
             use.board, use.mark = held.board, held.board.transcript.mark()
         held.board.timeout = self._timeout(item, held)
         self._note_health(item, name, held, None)
-        yield held.board
+        return held.board
 
     def _ready_for_test(self, held: Allocated, item: pytest.Item) -> None:
         """The health check before each test: the soft reset if one is due, else a probe.
@@ -258,7 +265,8 @@ class FarmSession:
             if text.strip():
                 report.sections.append((f"{SERIAL_SECTION} {use.name} ({call.when})", text))
         if report.failed and _board_suspect(call):
-            self._recover_after(item, use, report)
+            with timeoutcompat.paused(item):
+                self._recover_after(item, use, report)
         if call.when == "teardown" and self.log_dir is not None:
             self._write_log(item, use)
         return report
