@@ -235,7 +235,10 @@ def test_ini_inventory_in_a_subdirectory_project(pytester: pytest.Pytester, tmp_
     assert "serial logs: project/boardfarm-results/serial-logs/<board>/" in result.stdout.str()
 
 
-def test_command_line_paths_are_relative_to_where_pytest_started(pytester: pytest.Pytester, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_command_line_paths_are_relative_to_where_pytest_started(
+    pytester: pytest.Pytester, tmp_path: Path, workers: list[str]
+) -> None:
     project = pytester.path / "project"
     project.mkdir()
     (project / "farm.yaml").write_text(ONE_BOARD.format(locks=tmp_path / "locks"))
@@ -252,6 +255,7 @@ def test_command_line_paths_are_relative_to_where_pytest_started(pytester: pytes
         "out/logs",
         "--junitxml",
         "out/pytest.xml",
+        *workers,
     )
     result.assert_outcomes(passed=2)
     out = pytester.path / "out"  # like pytest's own --junitxml
