@@ -155,7 +155,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     farm = _load(config)
     if farm is None:
-        if settings.farm_required(config):
+        if settings.farm_required(config) and not config.getoption("help", False):
             manners.require_farm(config)
         return
     _stop_cleanly_on_sigterm(config)

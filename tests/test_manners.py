@@ -51,6 +51,7 @@ def test_a_required_farm_that_is_missing_is_a_usage_error(pytester: pytest.Pytes
         result = run(pytester, "--farm-required")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "no farm configured, and a farm is required" in result.stderr.str()
+    assert run(pytester, "--farm-required", "--help").ret == pytest.ExitCode.OK  # help is always there
 
 
 def test_a_required_farm_that_is_configured_runs(pytester: pytest.Pytester, farm: Path) -> None:
