@@ -85,11 +85,33 @@ def parse_value(text: str, what: str = "value") -> Any:
     try:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError) as exc:
-        raise BoardError(f"cannot parse the {what} the board printed: {text.strip()!r}") from exc
-    except (MemoryError, RecursionError):  # Python's parser gives up on e.g. '-' * 5000 + '1'
-        shown = f"{text.strip()[:60]!r}... ({len(text)} characters)"
-        message = f"the board's answer to {what} is too deeply nested or too large to parse: {shown}"
-        raise ProtocolError(message) from None
+        if _nesting(text.strip()) <= MAX_NESTING:
+            raise BoardError(f"cannot parse the {what} the board printed: {text.strip()!r}") from exc
+        # too deep: Python 3.10 parses e.g. '-' * 5000 + '1', then refuses it as malformed
+    except (MemoryError, RecursionError):  # Python 3.11+'s parser gives up on it at once
+        pass
+    shown = f"{text.strip()[:60]!r}... ({len(text)} characters)"
+    message = f"the board's answer to {what} is too deeply nested or too large to parse: {shown}"
+    raise ProtocolError(message) from None
+
+
+MAX_NESTING = 200  # about where CPython 3.11+'s own parser stops (its C stack limit)
+
+
+def _nesting(text: str) -> int:
+    """How deeply the expression's syntax tree nests (0 if it does not parse): counted
+    without recursion, so a pathological answer cannot exhaust the stack here either."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return 0
+    deepest = 0
+    todo: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class RemoteFiles:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from . import htmlreport, manners, settings, timeoutcompat
 from .devicetests import (
     DeviceTests,
     boardfarm_device,  # noqa: F401 - the device tests' fixture, registered with this plugin
@@ -24,13 +25,11 @@ from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, 
 from .pool import FarmBoard
 from .reporting import FarmReporter
 from .scheduling import BoardScheduling
-from .selection import Filters, selected_boards
+from .selection import Filters, command_line_problem, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
+from .settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOG_DIR, DEFAULT_RESET, RESET_MODES, add_ini_options
 from .timelimit import DEFAULT_SECONDS as DEFAULT_TEST_SECONDS
 from .timelimit import HostTimeLimit
-
-RESET_MODES = ("test", "module", "session", "never")
-DEFAULT_LOG_DIR = "boardfarm-results/serial-logs"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,15 +44,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--farm-lock-timeout",
         type=seconds_argument(zero_ok=True),
-        default=60.0,
         metavar="SECONDS",
-        help="how long to wait for a locked board (default 60; 0: do not wait)",
+        help=f"how long to wait for a locked board (default {DEFAULT_LOCK_TIMEOUT:g}; 0: do not wait; "
+        "ini boardfarm_lock_timeout)",
     )
     group.addoption(
         "--farm-reset",
         choices=RESET_MODES,
-        default="test",
-        help="when to soft-reset a board between tests (default test)",
+        help=f"when to soft-reset a board between tests (default {DEFAULT_RESET}; ini boardfarm_reset)",
     )
     group.addoption(
         "--farm-timeout",
@@ -68,12 +66,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"wall-clock limit on the host for each board test (default {DEFAULT_TEST_SECONDS:g}; 0 for none); "
         "@pytest.mark.board(test_timeout=...) sets a test's own; pytest-timeout, where it times a test, takes over",
     )
-    group.addoption("--farm-junit", metavar="PATH", help="write a JUnit XML file with one testsuite per board")
+    group.addoption(
+        "--farm-junit", metavar="PATH", help="write a JUnit XML file with one testsuite per board (ini boardfarm_junit)"
+    )
     group.addoption(
         "--farm-log-dir",
         metavar="DIR",
-        default=DEFAULT_LOG_DIR,
-        help=f"serial logs, one file per board per test (default {DEFAULT_LOG_DIR}; '' for none)",
+        help=f"serial logs, one file per board per test (default {DEFAULT_LOG_DIR} under the rootdir; '' for none; "
+        "ini boardfarm_log_dir)",
+    )
+    group.addoption(
+        "--farm-required",
+        action="store_true",
+        help="no farm configured is an error (default: tests that need a board are skipped; ini boardfarm_required)",
     )
     group.addoption(
         "--farm-flash",
@@ -84,6 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("boardfarm_test_timeout", "default for --farm-test-timeout (seconds)")
     parser.addini("boardfarm_flash", "like --farm-flash", type="bool", default=False)
     add_device_test_options(parser)
+    add_ini_options(parser)
 
 
 def _inventory_path(config: pytest.Config) -> str | None:
@@ -105,6 +111,10 @@ def _load(config: pytest.Config) -> Farm | None:
         except (FarmConfigError, UnknownBoard) as exc:
             raise pytest.UsageError(str(exc)) from None
         _check_ini_seconds(config, "boardfarm_test_timeout")
+        settings.check(config)
+        problem = command_line_problem(farm, command_line_filters(config))
+        if problem:
+            raise pytest.UsageError(problem)
     config.stash[FARM_KEY] = farm
     return farm
 
@@ -152,16 +162,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(DeviceTests(config), "boardfarm-device-tests")  # with or without a farm
     farm = _load(config)
     if farm is None:
+        if settings.farm_required(config) and not config.getoption("help", False):
+            manners.require_farm(config)
         return
     _stop_cleanly_on_sigterm(config)
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
     config.pluginmanager.register(HostTimeLimit(config), "boardfarm-time-limit")
+    timeoutcompat.register(config)  # pytest-timeout's clock stops while the farm works
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
         known = {b.name: {"platform": b.platform} for b in farm.boards}
         reporter = FarmReporter(config, farm.names, session.worker_boards.of, known)
         config.pluginmanager.register(reporter, "boardfarm-reporter")
+        _add_html_report(config, farm, reporter)
+
+
+def _add_html_report(config: pytest.Config, farm: Farm, reporter: FarmReporter) -> None:
+    """pytest-html, when it writes a report: a Board column, the farm in its environment table."""
+    if htmlreport.wanted(config):
+        html = htmlreport.HtmlReport(config, farm, _inventory_path(config) or "", reporter)
+        config.pluginmanager.register(html, "boardfarm-html")
 
 
 def _stop_cleanly_on_sigterm(config: pytest.Config) -> None:
@@ -193,6 +214,6 @@ def board(request: pytest.FixtureRequest) -> Iterator[FarmBoard]:
     __tracebackhide__ = True
     session = request.config.stash.get(SESSION_KEY, None)
     if session is None:
-        raise pytest.UsageError(f"the 'board' fixture needs a farm: pass --farm farm.yaml or set {ENV_VAR}")
+        manners.skip_without_farm()
     param: Any = getattr(request, "param", None)
     yield from session.board_for(request.node, param)

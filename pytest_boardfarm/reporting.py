@@ -11,16 +11,18 @@ import os
 import re
 import sys
 from collections.abc import Callable, Generator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import settings
 from .github import failure_annotations, markdown_summary
 from .identity import TestBoard, guess_board, identify
 from .junit import write_junit
 from .results import BoardResults, ResultsCollector, RunEnd
 
+# --collect-only, --setup-only, --setup-plan, --fixtures, --fixtures-per-test: no test is meant to run
+_NOTHING_RUNS = ("collectonly", "setuponly", "setupplan", "showfixtures", "show_fixtures_per_test")
 _MAXFAIL = re.compile(r"stopping after (\d+) failures")  # pytest's and xdist's words for -x/--maxfail
 
 
@@ -44,8 +46,7 @@ class FarmReporter(ResultsCollector):
         self.config = config
         self.boards = boards
         self.collected_by = collected_by  # xdist worker id -> {test id: board}
-        junit = config.getoption("farm_junit")
-        self.junit_path = Path(junit) if junit else None
+        self.junit_path = settings.junit_path(config)
         self.junit_error: str | None = None
         self._collected_from_workers = False
         self._session: pytest.Session | None = None
@@ -92,7 +93,7 @@ class FarmReporter(ResultsCollector):
     def run_end(self) -> RunEnd:
         """What to say of the tests the run cut off, and whether any test was meant to run."""
         option = self.config.option
-        if option.collectonly or getattr(option, "setuponly", False) or getattr(option, "setupplan", False):
+        if any(getattr(option, name, False) for name in _NOTHING_RUNS):
             return RunEnd(nothing_runs=True)
         session = self._session
         reasons = [str(r) for r in (session.shouldfail, session.shouldstop) if r] if session else []
@@ -145,7 +146,7 @@ class FarmReporter(ResultsCollector):
             write_junit(self.junit_path, boards)
         except (OSError, ValueError) as exc:
             self.junit_error = str(exc)
-            self._warn(f"could not write the JUnit file {self.junit_path}: {exc}")
+            self._warn(f"could not write the JUnit file {settings.shown(self.junit_path, self.config)}: {exc}")
 
     def _terminal_table(self, boards: list[BoardResults]) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -177,10 +178,10 @@ class FarmReporter(ResultsCollector):
             ]
             reporter.write_line("  ".join(cells).rstrip())
         if self.junit_path and self.junit_error is None:
-            reporter.write_line(f"JUnit per board: {self.junit_path}")
-        log_dir = self.config.getoption("farm_log_dir")
+            reporter.write_line(f"JUnit per board: {settings.shown(self.junit_path, self.config)}")
+        log_dir = settings.log_dir(self.config)
         if log_dir:
-            reporter.write_line(f"serial logs: {log_dir}/<board>/")
+            reporter.write_line(f"serial logs: {settings.shown(log_dir, self.config)}/<board>/")
 
     def _github(self, boards: list[BoardResults]) -> None:
         summary = os.environ.get("GITHUB_STEP_SUMMARY")

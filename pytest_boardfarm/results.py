@@ -8,6 +8,7 @@ without workers. JUnit, the terminal table and the CI summary read from here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -115,7 +116,7 @@ class ResultsCollector:
         board = _property(report, BOARD_PROPERTY) or NO_BOARD
         info = _property(report, INFO_PROPERTY)
         if info:
-            self.info[board] = dict(info)
+            self.info[board] = dict(json.loads(info) if isinstance(info, str) else info)
         result = self.tests.get(report.nodeid)
         if result is None:
             result = self.tests[report.nodeid] = TestResult(report.nodeid, board)

@@ -93,3 +93,13 @@ def no_match_reason(farm: Farm, command_line: Filters, marker: Filters) -> str:
     available = ", ".join(b.describe() for b in selected_boards(farm, command_line)) or "no boards"
     narrowed = "" if command_line == Filters() else f" after the command line's {command_line.describe()}"
     return f"no board matches {marker.describe()}; the farm has{narrowed}: {available}"
+
+
+def command_line_problem(farm: Farm, command_line: Filters) -> str | None:
+    """``--board-tag`` (or ``--board`` with it) selecting no board at all is a usage error:
+    a typo must not turn a hardware run into a run of skips."""
+    if command_line == Filters() or selected_boards(farm, command_line):
+        return None
+    tags = sorted({tag for board in farm.boards for tag in board.tags})
+    known = ", ".join(tags) if tags else "none"
+    return f"no board in the farm matches the command line's {command_line.describe()} (tags in the farm: {known})"

@@ -7,6 +7,7 @@ report, and releases everything at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from . import health
+from . import health, manners, settings, timeoutcompat
 from .board import Board
 from .errors import BoardError, DeviceError
 from .identity import WorkerBoards, identify, write_worker_boards
@@ -58,15 +59,14 @@ class FarmSession:
         self.config = config
         self.farm = farm
         self.command_line = command_line
-        self.reset_mode: str = config.getoption("farm_reset")
+        self.reset_mode = settings.reset_mode(config)
         run_id = os.environ.get("BOARDFARM_RUN_ID") or f"run {uuid.uuid4().hex[:8]}"
         os.environ.setdefault("BOARDFARM_RUN_ID", run_id)  # xdist workers inherit it
         flash = bool(config.getoption("farm_flash") or config.getini("boardfarm_flash"))
-        self.pool = BoardPool(farm, lock_timeout=config.getoption("farm_lock_timeout"), run_id=run_id, flash=flash)
+        self.pool = BoardPool(farm, lock_timeout=settings.lock_timeout(config), run_id=run_id, flash=flash)
         self.worker_boards = WorkerBoards()  # xdist controller: each worker's {test id: board}
         self.last_test_of: dict[str, str] = {}  # board -> its last test here (not under xdist)
-        log_dir = config.getoption("farm_log_dir")
-        self.log_dir = Path(config.invocation_params.dir, log_dir) if log_dir else None
+        self.log_dir = settings.log_dir(config)
         self._warned: set[str] = set()  # report kinds already warned about: once each
 
     # -- collection ------------------------------------------------------------
@@ -79,6 +79,9 @@ class FarmSession:
                 where = f"{metafunc.definition.nodeid}: @pytest.mark.board"
                 raise pytest.Collector.CollectError("\n".join(f"{where}: {p}" for p in problems))
         if "board" not in metafunc.fixturenames:
+            return
+        if not manners.board_fixture_is_ours(metafunc):  # the project's own `board`: not ours to parametrize
+            manners.warn_foreign_board_fixture(metafunc)
             return
         marker = metafunc.definition.get_closest_marker("board")
         wanted = Filters.from_marker(marker.kwargs if marker else {})
@@ -159,6 +162,13 @@ class FarmSession:
         __tracebackhide__ = True  # a board that cannot be used is its reason, not the plugin's frames
         if name is None:
             pytest.skip("no matching board")
+        with timeoutcompat.paused(item):  # the farm's work, under its own deadlines, is not the test's time
+            board = self._set_up(item, name)
+        yield board
+
+    def _set_up(self, item: pytest.Item, name: str) -> FarmBoard:
+        """The board acquired, checked (or reset) and, if need be, recovered, for this test."""
+        __tracebackhide__ = True
         try:
             held = self.pool.acquire(name)
         except BoardUnavailable as exc:
@@ -177,7 +187,7 @@ class FarmSession:
             use.board, use.mark = held.board, held.board.transcript.mark()
         held.board.timeout = self._timeout(item, held)
         self._note_health(item, name, held, None)
-        yield held.board
+        return held.board
 
     def _ready_for_test(self, held: Allocated, item: pytest.Item) -> None:
         """The health check before each test: the soft reset if one is due, else a probe.
@@ -210,7 +220,8 @@ class FarmSession:
             status = f"ok (recovered {len(held.recoveries)}x)"
         else:
             status = "ok"
-        item.user_properties.append((INFO_PROPERTY, self._identity(name, held, status)))
+        # JSON: pytest's --junitxml writes a property's str(), which for a dict is Python's repr
+        item.user_properties.append((INFO_PROPERTY, json.dumps(self._identity(name, held, status))))
 
     def _identity(self, name: str, held: Allocated | None, health: str) -> dict[str, str]:
         """What reports say about the board: farm.yaml facts, then what it told us."""
@@ -259,7 +270,8 @@ class FarmSession:
             if text.strip():
                 report.sections.append((f"{SERIAL_SECTION} {use.name} ({call.when})", text))
         if report.failed and _board_suspect(call):
-            self._recover_after(item, use, report)
+            with timeoutcompat.paused(item):
+                self._recover_after(item, use, report)
         if call.when == "teardown" and self.log_dir is not None:
             self._write_log(item, use)
         return report

@@ -98,6 +98,8 @@ class EmulatedBoard:
         program = self.check_installed()
         if self.port is None:
             self.port = free_port(self.host)
+        if self._log.closed:  # stopped before: a fresh log for this start
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self._log.seek(0)
         self._log.truncate()
         self._proc = subprocess.Popen(
@@ -163,6 +165,7 @@ class EmulatedBoard:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
+            self._log.close()  # no ResourceWarning for a run with -W error
             return
         if proc.stdin:
             proc.stdin.close()  # end of its stdin: a process that watches it exits by itself
@@ -174,8 +177,11 @@ class EmulatedBoard:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self._log.close()
 
     def _stderr(self) -> str:
+        if self._log.closed:
+            return "(stopped)"
         self._log.seek(0)
         return self._log.read().decode("utf-8", "replace").strip()[-500:] or "(no output)"
 
