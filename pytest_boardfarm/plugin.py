@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from . import multiboard
 from .farmfile import ENV_VAR, find_farm_file
 from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
+from .multiboard import boards  # noqa: F401  (the 'boards' fixture, registered with this plugin)
 from .pool import FarmBoard
 from .reporting import FarmReporter
 from .scheduling import BoardScheduling
@@ -143,6 +145,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "board(name=None, platform=None, tags=None, timeout=None, test_timeout=None): run this test only on "
         "matching farm boards; timeout: each device operation's deadline, test_timeout: the test's on the host",
     )
+    config.addinivalue_line(
+        "markers",
+        "boards(role={name=, platform=, tags=}, ..., pairing='rotate'|'all'): a test with several boards, "
+        "one per role, through the 'boards' fixture",
+    )
     farm = _load(config)
     if farm is None:
         return
@@ -150,6 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
+    multiboard.register(config, session)
     config.pluginmanager.register(HostTimeLimit(config), "boardfarm-time-limit")
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
         known = {b.name: {"platform": b.platform} for b in farm.boards}

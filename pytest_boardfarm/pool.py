@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +246,28 @@ class BoardPool:
             self.unavailable[name] = f"board {name} {how}: {exc}"
             raise BoardUnavailable(self.unavailable[name]) from exc
         return self.held[name]
+
+    def acquire_together(self, names: Sequence[str]) -> list[Allocated]:
+        """All these boards, or none (BoardUnavailable, and none of them is kept).
+
+        Locks are taken in one global order (by lock key), and before waiting for
+        any, every locked board held out of that order is released: so two runs
+        that each need several boards never hold one while waiting for one the
+        other holds. Emulated boards have no lock (they are this process's own)
+        and are kept.
+        """
+        order = sorted(dict.fromkeys(names), key=lambda name: _lock_key(self.farm.get(name)))
+        locked = [name for name in order if not self.farm.get(name).emulator]
+        held_locked = [name for name in self.held if not self.farm.get(name).emulator]
+        if set(held_locked) != set(locked[: len(held_locked)]):  # holding one we would take later: let go first
+            for name in held_locked:
+                self.release(name)
+        try:
+            return [self.acquire(name) for name in order]
+        except BoardUnavailable:
+            for name in order:
+                self.release(name)
+            raise
 
     def is_free(self, name: str) -> bool:
         """Could this process have the board now without waiting for another run?"""
