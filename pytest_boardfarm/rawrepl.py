@@ -56,7 +56,7 @@ class State:
 
     IDLE = "idle"  # at an idle raw REPL prompt
     RUNNING = "running"  # running a program started with ``start``: its output goes to the console
-    UNKNOWN = "unknown"  # rebooted, reset, or written to: enter the raw REPL before the next exchange
+    UNKNOWN = "unknown"  # rebooted, reset, written to, or not stopped: enter the raw REPL before the next exchange
 
 
 class Transport(Protocol):
@@ -113,7 +113,9 @@ class RawRepl:
         self._buf = bytearray()
         # Output the board printed outside any exchange (boot, a background program): read by expect.
         self.console = Console()
-        self.state = State.UNKNOWN  # until enter() succeeds
+        # IDLE until something makes it otherwise (start, a reset, write): a caller that
+        # attached without entering gets to the prompt itself (enter, or the recovery ladder).
+        self.state = State.IDLE
         self._program_from = 0  # console position where the background program's output begins
 
     # -- reading -----------------------------------------------------------------
@@ -180,7 +182,6 @@ class RawRepl:
         Each try is bounded (a Ctrl-C can land while a board boots), and tries
         repeat until ``deadline``: a loaded host or a slow boot needs only time.
         """
-        self.state = State.UNKNOWN  # until the prompt answers
         seen = bytearray()
         tries = 0
         prompt_seen = False
