@@ -48,6 +48,7 @@ PENDING_LIMIT = 16 << 20
 ERROR_TAIL = 64 << 10
 # The end of a program's reply: stdout ends at the first \x04, then the error text, \x04, the prompt.
 PROGRAM_END = re.compile(rb"\x04(.*?)\x04>", re.DOTALL)
+NUDGE_SECONDS = 0.5  # how long a Ctrl-C may go unanswered before the program's input is nudged
 STRAY_READS = 64  # bounds collecting stray output before an exchange, against a board that floods
 
 
@@ -459,9 +460,15 @@ class RawRepl:
     def finish(self, deadline: Deadline, *, interrupt: bool = True) -> ExecResult:
         """End the background program (Ctrl-C unless it ended by itself) and return to the
         idle prompt. Its output stays in the console; the reply's framing is taken out."""
+        nudge = deadline.sooner(NUDGE_SECONDS)
         if interrupt:
             self._transport.write(CTRL_C)
         while True:
+            if interrupt and nudge.expired():
+                # A program blocked reading input (input(), a UART read) sees the Ctrl-C only
+                # once it gets a byte: end its line, and interrupt again (as enter() does).
+                self._transport.write(b"\r" + CTRL_C)
+                nudge = deadline.sooner(NUDGE_SECONDS)
             self._to_console()
             found = self.console.find_from(self._program_from, PROGRAM_END)
             if found is not None:
@@ -480,7 +487,7 @@ class RawRepl:
                     f"{' of Ctrl-C' if interrupt else ''}; the last output was: {readable(self.console.tail())!r}",
                     self.console.tail(ERROR_TAIL),
                 )
-            self._fill(deadline.remaining())
+            self._fill(min(nudge.remaining(), deadline.remaining()) if interrupt else deadline.remaining())
 
     def write(self, data: bytes) -> None:
         """Bytes for whatever reads the board's input now (a program, the friendly REPL)."""

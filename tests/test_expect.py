@@ -103,3 +103,11 @@ def test_console_keeps_a_bounded_tail() -> None:
         console.append(b"0123456789")
     assert len(console.pending()) <= 20
     assert console.pending().endswith(b"0123456789")
+
+
+def test_stop_ends_a_program_blocked_reading_input(mb: Board) -> None:
+    mb.start("while True:\n    s = input()\n    print('echo', s)")
+    mb.write("one\r")
+    mb.expect_exact("echo one", timeout=WAIT)
+    mb.stop(timeout=WAIT)  # Ctrl-C alone waits for a byte there: stop nudges the line
+    assert mb.exec("print('free')") == "free\n"
