@@ -460,6 +460,9 @@ class RawRepl:
     def finish(self, deadline: Deadline, *, interrupt: bool = True) -> ExecResult:
         """End the background program (Ctrl-C unless it ended by itself) and return to the
         idle prompt. Its output stays in the console; the reply's framing is taken out."""
+        self._collect_stray()
+        if self.console.find_from(self._program_from, PROGRAM_END) is not None:
+            interrupt = False  # it has ended: a Ctrl-C now could only land on the next program
         nudge = deadline.sooner(NUDGE_SECONDS)
         if interrupt:
             self._transport.write(CTRL_C)

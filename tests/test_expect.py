@@ -47,6 +47,7 @@ def test_expect_timeout_shows_the_tail_of_the_output(mb: Board) -> None:
 def test_stop_raises_the_background_programs_own_exception(mb: Board) -> None:
     mb.start("print('before')\nraise ValueError('from the background')")
     mb.expect_exact("before", timeout=WAIT)
+    mb.expect_exact("ValueError", timeout=WAIT)  # it has ended by itself: stop sends no Ctrl-C
     with pytest.raises(DeviceError, match="from the background"):
         mb.stop(timeout=WAIT)
     assert mb.eval("1 + 1") == 2
