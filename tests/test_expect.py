@@ -112,3 +112,19 @@ def test_stop_ends_a_program_blocked_reading_input(mb: Board) -> None:
     mb.expect_exact("echo one", timeout=WAIT)
     mb.stop(timeout=WAIT)  # Ctrl-C alone waits for a byte there: stop nudges the line
     assert mb.exec("print('free')") == "free\n"
+
+
+def test_the_next_exec_raises_the_background_programs_exception(mb: Board) -> None:
+    mb.start("raise OSError('background failure')")
+    mb.expect_exact("OSError", timeout=WAIT)
+    with pytest.raises(DeviceError, match="background failure"):
+        mb.exec("pass")
+    assert mb.eval("2 + 2") == 4
+
+
+def test_output_shows_what_no_expect_has_consumed(mb: Board) -> None:
+    mb.start("print('kept for later')")
+    assert mb.stop(timeout=WAIT) == "kept for later\n"  # stop waits for the program's end
+    assert b"kept for later" in mb.output
+    mb.expect_exact("kept for later", timeout=WAIT)
+    assert b"kept for later" not in mb.output

@@ -42,10 +42,16 @@ def test_token_through_the_host(boards):
     receiver.write(sent + b"\\r")
     assert receiver.expect(rb"received (\\w+)\\r\\n", timeout=20).group(1) == token.encode()
     receiver.stop()
-    print("PAIR", sender.name, receiver.name, os.environ.get("PYTEST_XDIST_WORKER", "-"))
+    print("PAIR", sender.name, receiver.name)
+    record(os.environ.get("PYTEST_XDIST_WORKER", "-"))
+
+def record(worker):
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(os.environ["PYTEST_CURRENT_TEST"].split()[0] + " " + worker + "\\n")
 
 def test_single(board):
     assert board.eval("6 * 7") == 42
+    record(os.environ.get("PYTEST_XDIST_WORKER", "-"))
 
 def test_main_py_at_boot(board):
     board.put(b"print('main.py says hello')\\n", "main.py")
@@ -57,6 +63,14 @@ def test_main_py_at_boot(board):
 
 def write_farm(path: Path, locks: Path, *, three: bool = False) -> Path:
     path.write_text(FARM.format(locks=locks, more=THIRD if three else ""))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def record_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the suites run here note each test and its xdist worker, in the order they ran."""
+    path = tmp_path / "record.txt"
+    monkeypatch.setenv("RECORD", str(path))
     return path
 
 
@@ -157,7 +171,7 @@ def test_a_typo_in_the_marker_is_a_collection_error(pytester: pytest.Pytester, t
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["sequential", "xdist"])
 def test_two_boards_talk_and_reports_count_the_test_under_each_board(
-    pytester: pytest.Pytester, tmp_path: Path, workers: list[str]
+    pytester: pytest.Pytester, tmp_path: Path, workers: list[str], record_file: Path
 ) -> None:
     write_farm(pytester.path / "farm.yaml", tmp_path / "locks")
     pytester.makepyfile(test_talk=TALKING_SUITE)
@@ -165,6 +179,11 @@ def test_two_boards_talk_and_reports_count_the_test_under_each_board(
     result = run(pytester, "--farm", "farm.yaml", "--farm-junit", str(junit), *workers)
     result.assert_outcomes(passed=6)  # 2 pairs (rotate over 2 boards) + 2 x 2 single-board tests
     text = result.stdout.str()
+    ran = [line.split() for line in record_file.read_text().splitlines()]
+    assert [nodeid.split("[")[0] for nodeid, _ in ran] == ["test_talk.py::test_single"] * 2 + [
+        "test_talk.py::test_token_through_the_host"
+    ] * 2  # the multi-board tests after the single-board tests of their boards
+    assert len({worker for _, worker in ran}) == 1  # under xdist: the boards' group on one worker
     if not workers:  # with xdist the workers' stdout is not shown
         assert sorted(re.findall(r"PAIR (\S+) (\S+)", text)) == [("sim-1", "sim-2"), ("sim-2", "sim-1")]
     assert "PASSED test_talk.py::test_token_through_the_host[sim-1+sim-2]" in text  # -rA's summary
@@ -231,3 +250,26 @@ def test_concurrent_runs_with_two_board_tests_do_not_deadlock(
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert all("5 passed" in out for out in outputs), outputs  # 1 pair + 2 x 2 single-board tests
     assert all("locked by" not in out for out in outputs), outputs  # nobody waited out the lock timeout
+
+
+WASM_SUITE = """
+def test_hard_reset_reconnects(board):
+    board.exec("x = 1")
+    board.hard_reset()  # the WebAssembly board's reset restarts its process: connected to again
+    assert board.eval("'x' in globals()") is False
+    assert board.eval("6 * 7") == 42
+"""
+
+
+def test_hard_reset_of_an_emulator_restarted_as_a_new_process(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    from pytest_boardfarm.emulators import EmulatorError, WebAssemblyBoard
+
+    try:
+        WebAssemblyBoard().check_installed()
+    except EmulatorError as exc:
+        pytest.skip(str(exc))
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: wasm-1, emulator: webassembly}}\n"
+    )
+    pytester.makepyfile(test_wasm=WASM_SUITE)
+    run(pytester, "--farm", "farm.yaml").assert_outcomes(passed=1)
