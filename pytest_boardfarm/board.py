@@ -103,12 +103,15 @@ class Board:
     def _deadline(self, timeout: float | None) -> Deadline:
         return Deadline(self.timeout if timeout is None else timeout)
 
-    def _ready(self, deadline: Deadline) -> None:
+    def _ready(self, deadline: Deadline, *, raise_background: bool = True) -> None:
         """Back at the idle raw prompt before an exchange: a background program is stopped
-        (its error, if any, raised), a board that rebooted is entered again."""
+        (its error, if any, raised unless ``raise_background`` is False), a board that
+        rebooted is entered again."""
         __tracebackhide__ = True
-        if self._repl.state == State.RUNNING:
+        if self._repl.state == State.RUNNING and raise_background:
             self.stop(deadline.remaining())
+        elif self._repl.state == State.RUNNING:
+            self._repl.finish(deadline)
         if self._repl.state == State.UNKNOWN:
             self.files.forget()  # it may have rebooted: helpers held in RAM are gone
             self._repl.enter(deadline)
@@ -142,7 +145,7 @@ class Board:
         """Soft reset through the raw REPL: clears RAM; main.py does not run."""
         deadline = self._deadline(timeout)
         try:
-            self._ready(deadline)
+            self._ready(deadline, raise_background=False)  # a program a test left running: wiped anyway
             out = self._repl.soft_reset(deadline)
         finally:
             self.files.forget()  # even a soft reset cut short may have cleared RAM

@@ -128,3 +128,11 @@ def test_output_shows_what_no_expect_has_consumed(mb: Board) -> None:
     assert b"kept for later" in mb.output
     mb.expect_exact("kept for later", timeout=WAIT)
     assert b"kept for later" not in mb.output
+
+
+def test_soft_reset_ends_a_background_program_without_raising_its_error(mb: Board) -> None:
+    # what the farm does before the next test when a test left a failing program running
+    mb.start("raise OSError('left behind')")
+    mb.expect_exact("left behind", timeout=WAIT)
+    assert "soft reboot" in mb.soft_reset()
+    assert mb.eval("3 * 3") == 9
