@@ -63,7 +63,7 @@ def identify(item: pytest.Item) -> TestBoard | None:
     name = callspec.params.get(BOARD_ARG) if callspec is not None else None
     if not isinstance(name, str):  # no board fixture, or the "no-board" skip (None)
         return None
-    return TestBoard(name, _name_without_board(item, callspec, BOARD_ARG))
+    return TestBoard(name, _name_without_board(item, callspec))
 
 
 def identify_all(item: pytest.Item | None) -> TestBoard | None:
@@ -73,16 +73,17 @@ def identify_all(item: pytest.Item | None) -> TestBoard | None:
     callspec = getattr(item, "callspec", None)
     names = callspec.params.get(BOARDS_ARG) if callspec is not None else None
     if isinstance(names, tuple) and names and all(isinstance(n, str) for n in names):
-        return TestBoard(names[0], _name_without_board(item, callspec, BOARDS_ARG), names)
+        # The row keeps the boards' id: under one board, test_x[a+b] and test_x[b+a] are two rows.
+        return TestBoard(names[0], item.nodeid.split("::", 1)[-1], names)
     return identify(item)
 
 
-def _name_without_board(item: pytest.Item, callspec: Any, arg: str) -> str:
+def _name_without_board(item: pytest.Item, callspec: Any) -> str:
     """The test's name (past the file's ``::``) with the board's id taken out of its
     parameters. The board is parametrized first (tryfirst), so its id comes first."""
     full = item.nodeid.split("::", 1)[-1]
     ids = list(getattr(callspec, "_idlist", ()))
-    if not ids or next(iter(callspec.indices), None) != arg or not full.endswith(item.name):
+    if not ids or next(iter(callspec.indices), None) != BOARD_ARG or not full.endswith(item.name):
         return full  # not the shape we made: keep the whole name, never a wrong one
     original = getattr(item, "originalname", item.name.split("[", 1)[0])
     others = "-".join(ids[1:])

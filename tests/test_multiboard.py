@@ -13,6 +13,7 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,3 +274,16 @@ def test_hard_reset_of_an_emulator_restarted_as_a_new_process(pytester: pytest.P
     )
     pytester.makepyfile(test_wasm=WASM_SUITE)
     run(pytester, "--farm", "farm.yaml").assert_outcomes(passed=1)
+
+
+def test_a_multi_board_tests_identity_is_its_parameter_tuple() -> None:
+    from types import SimpleNamespace
+
+    from pytest_boardfarm.identity import identify, identify_all
+
+    callspec = SimpleNamespace(params={"boards": ("a", "b-1")}, indices={"boards": 0}, _idlist=["a+b-1"])
+    item: Any = SimpleNamespace(nodeid="t.py::test_x[a+b-1]", name="test_x[a+b-1]", callspec=callspec)
+    tested = identify_all(item)
+    assert tested is not None and tested.every == ("a", "b-1") and tested.multi
+    assert tested.test == "test_x[a+b-1]"  # one row per combination: a+b and b+a never share a row
+    assert identify(item) is None  # the single-board machinery leaves it alone
