@@ -8,6 +8,8 @@ call names one); a runaway program is interrupted and the board stays usable.
 from __future__ import annotations
 
 import contextlib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 from .deadline import Deadline
 from .errors import BoardRebooted, DeviceError
 from .files import DeployResult, FileEntry, RemoteFiles, parse_value
-from .rawrepl import Pacing, RawRepl
+from .rawrepl import Pacing, RawRepl, State
 from .transcript import Transcript
 from .transport import Transport, open_transport
 
@@ -39,6 +41,18 @@ del _bf_v, _bf_u
 
 
 B = TypeVar("B", bound="Board")
+Pattern = str | bytes | re.Pattern[str] | re.Pattern[bytes]
+_REBOOT_CODE = b"import machine\nmachine.reset()"
+_INTERRUPTED = "KeyboardInterrupt"
+
+
+def as_bytes_pattern(pattern: Pattern) -> re.Pattern[bytes]:
+    """A bytes regex for the serial stream: a str pattern is matched on its UTF-8 encoding."""
+    if isinstance(pattern, re.Pattern):
+        source = pattern.pattern
+        flags = pattern.flags & ~re.UNICODE
+        return re.compile(source.encode("utf-8") if isinstance(source, str) else source, flags)
+    return re.compile(pattern.encode("utf-8") if isinstance(pattern, str) else pattern)
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,9 @@ class Board:
         self._transport = transport
         self._repl = RawRepl(transport, self.transcript, pacing=pacing, label=name)
         self.files = RemoteFiles(self.exec, lambda: self._repl.statement_room, self._repl.recover)
+        # How ``hard_reset`` resets this board; the farm sets it from farm.yaml (reset command,
+        # RTS, emulator). None: pulse RTS, as on most dev boards.
+        self.reset_method: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -86,12 +103,27 @@ class Board:
     def _deadline(self, timeout: float | None) -> Deadline:
         return Deadline(self.timeout if timeout is None else timeout)
 
+    def _ready(self, deadline: Deadline, *, raise_background: bool = True) -> None:
+        """Back at the idle raw prompt before an exchange: a background program is stopped
+        (its error, if any, raised unless ``raise_background`` is False), a board that
+        rebooted is entered again."""
+        __tracebackhide__ = True
+        if self._repl.state == State.RUNNING and raise_background:
+            self.stop(deadline.remaining())
+        elif self._repl.state == State.RUNNING:
+            self._repl.finish(deadline)
+        if self._repl.state == State.UNKNOWN:
+            self.files.forget()  # it may have rebooted: helpers held in RAM are gone
+            self._repl.enter(deadline)
+
     def exec(self, code: str | bytes, timeout: float | None = None) -> str:
         """Run code on the board; return what it printed. Raises DeviceError on an exception."""
         __tracebackhide__ = True  # a failing test shows the device's traceback, not ours
         source = code.encode("utf-8") if isinstance(code, str) else code
+        deadline = self._deadline(timeout)
         try:
-            result = self._repl.exec(source, self._deadline(timeout))
+            self._ready(deadline)
+            result = self._repl.exec(source, deadline)
         except BoardRebooted:
             self.files.forget()  # the helpers it held in RAM are gone
             raise
@@ -111,8 +143,10 @@ class Board:
 
     def soft_reset(self, timeout: float | None = None) -> str:
         """Soft reset through the raw REPL: clears RAM; main.py does not run."""
+        deadline = self._deadline(timeout)
         try:
-            out = self._repl.soft_reset(self._deadline(timeout))
+            self._ready(deadline, raise_background=False)  # a program a test left running: wiped anyway
+            out = self._repl.soft_reset(deadline)
         finally:
             self.files.forget()  # even a soft reset cut short may have cleared RAM
         return out.decode("utf-8", "replace")
@@ -127,11 +161,95 @@ class Board:
         return self._repl.interrupt_failed
 
     def enter_raw_repl(self, timeout: float | None = None) -> None:
+        """Interrupt whatever runs and get to the raw REPL (what the board printed stays for ``expect``)."""
         self._repl.enter(self._deadline(timeout))
 
     def hard_reset_lines(self) -> None:
         """Pulse RTS (wired to EN/RESET on most dev boards); the lines end as they were."""
         self._transport.pulse_reset()
+
+    # -- output the board prints on its own --------------------------------------
+
+    def expect(self, pattern: Pattern, timeout: float | None = None) -> re.Match[bytes]:
+        """Wait for ``pattern`` (a regex, str or bytes) in what the board printed outside any exec.
+
+        Output is buffered from the moment it arrives (boot messages, a program
+        from ``start``, ``main.py``); a match consumes it up to its end, so the
+        next ``expect`` looks further on. Raises BoardTimeout showing the last
+        output seen.
+        """
+        __tracebackhide__ = True
+        compiled = as_bytes_pattern(pattern)
+        return self._repl.expect(compiled, self._deadline(timeout), f"{compiled.pattern!r}")
+
+    def expect_exact(self, text: str | bytes, timeout: float | None = None) -> re.Match[bytes]:
+        """``expect`` for literal text."""
+        __tracebackhide__ = True
+        literal = text.encode("utf-8") if isinstance(text, str) else text
+        return self._repl.expect(re.compile(re.escape(literal)), self._deadline(timeout), f"{literal!r}")
+
+    @property
+    def output(self) -> bytes:
+        """What the board printed on its own that no ``expect`` has consumed yet."""
+        return self._repl.console.pending()
+
+    def start(self, code: str | bytes, timeout: float | None = None) -> None:
+        """Run code in the background: returns once the board has it; read its output
+        with ``expect``, end it with ``stop`` (the next exec stops it too)."""
+        __tracebackhide__ = True
+        deadline = self._deadline(timeout)
+        self._ready(deadline)
+        self._repl.start(code.encode("utf-8") if isinstance(code, str) else code, deadline)
+
+    def stop(self, timeout: float | None = None) -> str:
+        """Interrupt the background program (Ctrl-C) and return to the raw REPL.
+
+        Returns what it printed (also left for ``expect``); raises DeviceError if
+        it ended with an exception other than the KeyboardInterrupt sent here.
+        """
+        __tracebackhide__ = True
+        if self._repl.state != State.RUNNING:
+            return ""
+        result = self._repl.finish(self._deadline(timeout))
+        stdout = result.stdout.decode("utf-8", "replace").replace("\r\n", "\n")
+        stderr = result.stderr.decode("utf-8", "replace").replace("\r\n", "\n")
+        if stderr and not stderr.rstrip().splitlines()[-1].startswith(_INTERRUPTED):
+            raise DeviceError(stderr, stdout, self.name)
+        return stdout
+
+    @property
+    def running(self) -> bool:
+        """Whether a program started with ``start`` has not been stopped yet."""
+        return self._repl.state == State.RUNNING
+
+    def write(self, data: str | bytes) -> None:
+        """Send bytes to whatever reads the board's input (a program's ``input()``, the REPL)."""
+        self._repl.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+    def reboot(self, timeout: float | None = None) -> None:
+        """``machine.reset()``: returns at once; the boot output is left for ``expect``
+        and the next exec enters the raw REPL again."""
+        deadline = self._deadline(timeout)
+        self._ready(deadline)
+        self._repl.start(_REBOOT_CODE, deadline)
+        self._repl.rebooting()
+        self.files.forget()
+
+    def hard_reset(self) -> None:
+        """Reset the board the farm's way (reset command, RTS pulse, emulator reset): returns
+        once it is done; the boot output is left for ``expect``, the next exec enters the raw REPL."""
+        self._repl.rebooting()
+        self.files.forget()
+        (self.reset_method or self._transport.pulse_reset)()
+        self._repl.rebooting()
+
+    def reattach(self, transport: Transport) -> None:
+        """Talk to the same board over a new connection (its emulator was restarted)."""
+        with contextlib.suppress(Exception):
+            self._transport.close()
+        self._transport = transport
+        self._repl.reattach(transport)
+        self.files.forget()
 
     @property
     def info(self) -> BoardInfo:

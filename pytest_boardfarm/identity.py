@@ -10,6 +10,10 @@ knows. The xdist controller sees only test ids, so each worker writes what it
 collected, {test id: board}, to a private directory the controller made and
 named in the worker's ``workerinput``; the controller reads it back
 (:class:`WorkerBoards`) for scheduling and for tests that never report.
+
+A test with several boards (``@pytest.mark.boards``, multiboard.py) has a tuple
+of names as its ``boards`` parameter, in role order: :func:`identify_all` gives
+them; :func:`identify` stays for the one board of a single-board test.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import pytest
 
 BOARD_ARG = "board"
+BOARDS_ARG = "boards"  # a multi-board test's parameter: its boards' names in role order
 WORKER_DIR_KEY = "boardfarm_boards_dir"
 DIR_PREFIX = "boardfarm-boards-"  # then the controller's pid: a SIGKILLed run's is removed by the next
 
@@ -38,17 +43,39 @@ class TestBoard:
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    board: str
+    board: str  # the only board, or a multi-board test's first
     test: str
+    boards: tuple[str, ...] = ()  # a multi-board test's boards in role order; () for one board
+
+    @property
+    def every(self) -> tuple[str, ...]:
+        """Every board the test runs on."""
+        return self.boards or (self.board,)
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.boards)
 
 
 def identify(item: pytest.Item) -> TestBoard | None:
-    """The board ``item`` was parametrized with, or None for a test without one."""
+    """The board of a single-board test, or None for a test without one (or with several)."""
     callspec = getattr(item, "callspec", None)
     name = callspec.params.get(BOARD_ARG) if callspec is not None else None
     if not isinstance(name, str):  # no board fixture, or the "no-board" skip (None)
         return None
     return TestBoard(name, _name_without_board(item, callspec))
+
+
+def identify_all(item: pytest.Item | None) -> TestBoard | None:
+    """Every board ``item`` runs on: its one board, or a multi-board test's tuple."""
+    if item is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    names = callspec.params.get(BOARDS_ARG) if callspec is not None else None
+    if isinstance(names, tuple) and names and all(isinstance(n, str) for n in names):
+        # The row keeps the boards' id: under one board, test_x[a+b] and test_x[b+a] are two rows.
+        return TestBoard(names[0], item.nodeid.split("::", 1)[-1], names)
+    return identify(item)
 
 
 def _name_without_board(item: pytest.Item, callspec: Any) -> str:
@@ -83,8 +110,8 @@ def write_worker_boards(config: pytest.Config, items: Sequence[pytest.Item]) -> 
     directory = workerinput.get(WORKER_DIR_KEY)
     if not directory:
         return
-    found = {item.nodeid: identify(item) for item in items}
-    record = {nodeid: [tb.board, tb.test] for nodeid, tb in found.items() if tb is not None}
+    found = {item.nodeid: identify_all(item) for item in items}
+    record = {nodeid: [tb.board, tb.test, list(tb.boards)] for nodeid, tb in found.items() if tb is not None}
     path = Path(directory, f"{workerinput['workerid']}.json")
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(record), encoding="utf-8")
@@ -111,7 +138,7 @@ class WorkerBoards:
             if self._dir is not None:
                 with contextlib.suppress(OSError, ValueError, TypeError):
                     record = json.loads(Path(self._dir, f"{workerid}.json").read_text(encoding="utf-8"))
-                    found = {nodeid: TestBoard(str(board), str(test)) for nodeid, (board, test) in record.items()}
+                    found = {nodeid: _from_record(entry) for nodeid, entry in record.items()}
             self._maps[workerid] = found
         return self._maps[workerid]
 
@@ -119,6 +146,12 @@ class WorkerBoards:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _from_record(entry: list[Any]) -> TestBoard:
+    board, test, *rest = entry
+    boards = tuple(str(b) for b in rest[0]) if rest else ()
+    return TestBoard(str(board), str(test), boards)
 
 
 def _remove_left_by_dead_runs() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from . import htmlreport, manners, settings, timeoutcompat
+from . import htmlreport, manners, multiboard, settings, timeoutcompat
 from .devicetests import (
     DeviceTests,
     boardfarm_device,  # noqa: F401 - the device tests' fixture, registered with this plugin
@@ -22,6 +22,7 @@ from .devicetests import (
 from .devicetests import add_options as add_device_test_options
 from .farmfile import ENV_VAR, find_farm_file
 from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
+from .multiboard import boards  # noqa: F401  (the 'boards' fixture, registered with this plugin)
 from .pool import FarmBoard
 from .reporting import FarmReporter
 from .scheduling import BoardScheduling
@@ -160,6 +161,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "matching farm boards; timeout: each device operation's deadline, test_timeout: the test's on the host",
     )
     config.pluginmanager.register(DeviceTests(config), "boardfarm-device-tests")  # with or without a farm
+    config.addinivalue_line(
+        "markers",
+        "boards(role={name=, platform=, tags=}, ..., pairing='rotate'|'all'): a test with several boards, "
+        "one per role, through the 'boards' fixture",
+    )
     farm = _load(config)
     if farm is None:
         if settings.farm_required(config) and not config.getoption("help", False):
@@ -169,6 +175,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
+    multiboard.register(config, session)
     config.pluginmanager.register(HostTimeLimit(config), "boardfarm-time-limit")
     timeoutcompat.register(config)  # pytest-timeout's clock stops while the farm works
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up

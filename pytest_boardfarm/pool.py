@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
 from .inventory import BoardSpec, Farm
 from .locks import BoardLock, LockTimeout
 from .rawrepl import Pacing
+from .transport import open_transport
 
 MAX_RECOVERIES = 3  # a board that needs more than this in one run is quarantined
 PORT_RETURN_SECONDS = 10.0  # how long reconnecting waits for a USB port to re-enumerate
@@ -241,11 +242,34 @@ class BoardPool:
         spec = self.farm.get(name)
         try:
             self.held[name] = self._prepare(spec)
+            self.held[name].board.reset_method = self._reset_method(self.held[name])
         except (BoardError, LockTimeout, OSError) as exc:
             how = "quarantined" if isinstance(exc, Quarantined) else "unavailable"
             self.unavailable[name] = f"board {name} {how}: {exc}"
             raise BoardUnavailable(self.unavailable[name]) from exc
         return self.held[name]
+
+    def acquire_together(self, names: Sequence[str]) -> list[Allocated]:
+        """All these boards, or none (BoardUnavailable, and none of them is kept).
+
+        Locks are taken in one global order (by lock key), and before waiting for
+        any, every locked board held out of that order is released: so two runs
+        that each need several boards never hold one while waiting for one the
+        other holds. Emulated boards have no lock (they are this process's own)
+        and are kept.
+        """
+        order = sorted(dict.fromkeys(names), key=lambda name: _lock_key(self.farm.get(name)))
+        locked = [name for name in order if not self.farm.get(name).emulator]
+        held_locked = [name for name in self.held if not self.farm.get(name).emulator]
+        if set(held_locked) != set(locked[: len(held_locked)]):  # holding one we would take later: let go first
+            for name in held_locked:
+                self.release(name)
+        try:
+            return [self.acquire(name) for name in order]
+        except BoardUnavailable:
+            for name in order:
+                self.release(name)
+            raise
 
     def is_free(self, name: str) -> bool:
         """Could this process have the board now without waiting for another run?"""
@@ -418,6 +442,7 @@ class BoardPool:
             if held.emulator is None:  # a USB board comes back after a while, maybe under another path
                 held.url = _port_for(spec, PORT_RETURN_SECONDS)
             held.board = self._connect(spec, held.url)
+            held.board.reset_method = self._reset_method(held)
             if spec.deploy and self.deploy:
                 held.deployed = held.board.deploy(spec.deploy)
 
@@ -429,6 +454,26 @@ class BoardPool:
         elif held.emulator is not None:
             hard_reset = restart_emulator
         return Ladder(lambda: held.board, hard_reset, reconnect, check)
+
+    def _reset_method(self, held: Allocated) -> Callable[[], None]:
+        """What ``board.hard_reset()`` does: farm.yaml's reset command, an RTS pulse, or the
+        emulator's own reset (an emulator restarted as a new process is connected to again)."""
+        spec = held.spec
+
+        def run_command() -> None:
+            commands.run(spec.reset, _command_values(spec, held.url), HARD_RESET_SECONDS)
+
+        def reset_emulator() -> None:
+            assert held.emulator is not None
+            held.emulator.hard_reset()
+            if not held.emulator.keeps_connection:
+                held.board.reattach(open_transport(held.emulator.url, write_timeout=spec.timeout))
+
+        if spec.reset:
+            return run_command
+        if held.emulator is not None and not spec.rts_reset:
+            return reset_emulator
+        return held.board.hard_reset_lines
 
     def release(self, name: str) -> None:
         held = self.held.pop(name, None)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 from dataclasses import dataclass
 from typing import Protocol
 
 from . import literals
+from .console import Console
 from .deadline import Deadline
 from .errors import BoardRebooted, BoardTimeout, ProtocolError
 from .transcript import Transcript, readable
@@ -44,6 +46,18 @@ INTERRUPT_SECONDS = 2.0
 # reply may hold this much before the wait is cut short; errors keep a tail.
 PENDING_LIMIT = 16 << 20
 ERROR_TAIL = 64 << 10
+# The end of a program's reply: stdout ends at the first \x04, then the error text, \x04, the prompt.
+PROGRAM_END = re.compile(rb"\x04(.*?)\x04>", re.DOTALL)
+NUDGE_SECONDS = 0.5  # how long a Ctrl-C may go unanswered before the program's input is nudged
+STRAY_READS = 64  # bounds collecting stray output before an exchange, against a board that floods
+
+
+class State:
+    """Where the board is, as far as this connection knows (see ``RawRepl.state``)."""
+
+    IDLE = "idle"  # at an idle raw REPL prompt
+    RUNNING = "running"  # running a program started with ``start``: its output goes to the console
+    UNKNOWN = "unknown"  # rebooted, reset, written to, or not stopped: enter the raw REPL before the next exchange
 
 
 class Transport(Protocol):
@@ -98,6 +112,12 @@ class RawRepl:
         # ignored Ctrl-C, so asking again in this incident only wastes time.
         self.interrupt_failed = False
         self._buf = bytearray()
+        # Output the board printed outside any exchange (boot, a background program): read by expect.
+        self.console = Console()
+        # IDLE until something makes it otherwise (start, a reset, write): a caller that
+        # attached without entering gets to the prompt itself (enter, or the recovery ladder).
+        self.state = State.IDLE
+        self._program_from = 0  # console position where the background program's output begins
 
     # -- reading -----------------------------------------------------------------
 
@@ -152,8 +172,8 @@ class RawRepl:
         """Discard what the board sends until it is quiet (bounded)."""
         limit = deadline.sooner(DRAIN_LIMIT_SECONDS)
         while self._fill(min(QUIET_SECONDS, limit.remaining())) and not limit.expired():
-            self._buf.clear()  # discarded anyway: a flood must not pile up here
-        self._buf.clear()
+            self._to_console()  # kept for expect (the console keeps only a bounded tail)
+        self._to_console()
 
     # -- entering ----------------------------------------------------------------
 
@@ -181,6 +201,7 @@ class RawRepl:
                 if self.raw_paste is None:  # settle it now: long sources are staged without it
                     self._exec_once(b"pass", attempt)
                 self.interrupt_failed = False
+                self.state = State.IDLE
                 return
             except BoardTimeout as exc:
                 seen += exc.output
@@ -206,6 +227,7 @@ class RawRepl:
 
     def exec(self, source: bytes, deadline: Deadline) -> ExecResult:
         """Run ``source``; on a deadline, interrupt the board and leave it usable."""
+        self._collect_stray()
         try:
             if self.raw_paste is False and len(source) + 1 > self.pacing.window:
                 self._stage(source, deadline)
@@ -382,6 +404,112 @@ class RawRepl:
     def leave(self) -> None:
         """Back to the friendly REPL, as a person at a terminal would expect to find it."""
         self._transport.write(CTRL_B)
+
+    # -- the console: output outside any exchange --------------------------------
+
+    def _to_console(self) -> None:
+        """Bytes read but not part of any exchange belong to the console."""
+        if self._buf:
+            self.console.append(bytes(self._buf))
+            self._buf.clear()
+
+    def _collect_stray(self) -> None:
+        """Before an exchange: what the board printed on its own goes to the console,
+        so the exchange reads only its own answer."""
+        for _ in range(STRAY_READS):
+            if not self._fill(0):
+                break
+        self._to_console()
+
+    def _pull(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for output and add it to the console."""
+        self._fill(timeout)
+        self._to_console()
+
+    def expect(self, pattern: re.Pattern[bytes], deadline: Deadline, what: str) -> re.Match[bytes]:
+        """The first match of ``pattern`` in output not yet consumed, waiting for more until ``deadline``."""
+        self._to_console()
+        while True:
+            found = self.console.search(pattern)
+            if found is not None:
+                return found
+            if deadline.expired():
+                raise BoardTimeout(
+                    f"{self.label}: timed out after {deadline.seconds:g}s waiting for {what}; "
+                    f"the last output was: {readable(self.console.tail())!r}",
+                    self.console.tail(ERROR_TAIL),
+                )
+            self._pull(deadline.remaining())
+
+    def start(self, source: bytes, deadline: Deadline) -> None:
+        """Send ``source`` to run and return once the board accepted it; its output
+        then goes to the console until ``finish``."""
+        self._collect_stray()
+        if self.raw_paste is False and len(source) + 1 > self.pacing.window:
+            self._stage(source, deadline)
+            source = STAGED_RUN
+        if self.raw_paste is not False and self._start_raw_paste(deadline):
+            self._send_raw_paste(source, deadline)
+        else:
+            self._send_plain(source)
+            self._expect_ok(deadline)
+        self._program_from = self.console.end
+        self.state = State.RUNNING
+        self._to_console()
+
+    def finish(self, deadline: Deadline, *, interrupt: bool = True) -> ExecResult:
+        """End the background program (Ctrl-C unless it ended by itself) and return to the
+        idle prompt. Its output stays in the console; the reply's framing is taken out."""
+        self._collect_stray()
+        if self.console.find_from(self._program_from, PROGRAM_END) is not None:
+            interrupt = False  # it has ended: a Ctrl-C now could only land on the next program
+        nudge = deadline.sooner(NUDGE_SECONDS)
+        if interrupt:
+            self._transport.write(CTRL_C)
+        while True:
+            if interrupt and nudge.expired():
+                # A program blocked reading input (input(), a UART read) sees the Ctrl-C only
+                # once it gets a byte: end its line, and interrupt again (as enter() does).
+                self._transport.write(b"\r" + CTRL_C)
+                nudge = deadline.sooner(NUDGE_SECONDS)
+            self._to_console()
+            found = self.console.find_from(self._program_from, PROGRAM_END)
+            if found is not None:
+                base, end = found
+                stdout = self.console.between(self._program_from, base + end.start())
+                self.console.cut(base + end.start(), base + end.end())
+                self.state = State.IDLE
+                return ExecResult(stdout, end.group(1))
+            if REBOOTED in self.console.between(self._program_from, self.console.end):
+                self.state = State.UNKNOWN
+                raise BoardRebooted(f"{self.label}: the board rebooted while running the background program")
+            if deadline.expired():
+                self.state = State.UNKNOWN  # the next exchange interrupts it the hard way
+                raise BoardTimeout(
+                    f"{self.label}: the background program did not end within {deadline.seconds:g}s"
+                    f"{' of Ctrl-C' if interrupt else ''}; the last output was: {readable(self.console.tail())!r}",
+                    self.console.tail(ERROR_TAIL),
+                )
+            self._fill(min(nudge.remaining(), deadline.remaining()) if interrupt else deadline.remaining())
+
+    def write(self, data: bytes) -> None:
+        """Bytes for whatever reads the board's input now (a program, the friendly REPL)."""
+        self._transport.write(data)
+        if self.state == State.IDLE:  # the raw REPL would take them as source: enter afresh
+            self.state = State.UNKNOWN
+
+    def rebooting(self) -> None:
+        """The board is being reset: its output goes to the console until the next exchange
+        enters the raw REPL again."""
+        self._collect_stray()
+        self.state = State.UNKNOWN
+
+    def reattach(self, transport: Transport) -> None:
+        """A new connection to the same board (its emulator restarted, its port came back)."""
+        self._transport = transport
+        self._buf.clear()
+        self.raw_paste = None
+        self.state = State.UNKNOWN
 
 
 def _stage_pieces(source: bytes, limit: int) -> list[bytes]:

@@ -17,7 +17,7 @@ import pytest
 
 from . import settings
 from .github import failure_annotations, markdown_summary
-from .identity import TestBoard, guess_board, identify
+from .identity import TestBoard, guess_board, identify_all
 from .junit import write_junit
 from .results import BoardResults, ResultsCollector, RunEnd
 
@@ -58,9 +58,10 @@ class FarmReporter(ResultsCollector):
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """The tests meant to run: after -k, -m, --lf and --deselect took theirs out."""
         for item in session.items:
-            tested = identify(item)
+            tested = identify_all(item)
             if tested:
-                self.note_collected(item.nodeid, tested.board, tested.test)
+                for board in tested.every:  # a multi-board test under each of its boards
+                    self.note_collected(item.nodeid, board, tested.test)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -72,7 +73,8 @@ class FarmReporter(ResultsCollector):
             if found is not None:
                 tested = found.get(nodeid)
                 if tested:
-                    self.note_collected(nodeid, tested.board, tested.test)
+                    for each in tested.every:
+                        self.note_collected(nodeid, each, tested.test)
             else:  # a worker that could not tell us (remote): the id's text, when unambiguous
                 board = guess_board(nodeid, self.boards)
                 if board:

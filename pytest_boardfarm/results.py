@@ -17,6 +17,10 @@ import pytest
 BOARD_PROPERTY = "boardfarm.board"
 TEST_PROPERTY = "boardfarm.test"  # the test's name without its board's id (identity.py)
 INFO_PROPERTY = "boardfarm.info"
+# A multi-board test: its boards in role order, and {board: identity}. It is counted
+# once under each of its boards (one row per board in the table and the JUnit file).
+BOARDS_PROPERTY = "boardfarm.boards"
+BOARDS_INFO_PROPERTY = "boardfarm.boards.info"
 NO_BOARD = "(no board)"
 SERIAL_SECTION = "serial log"
 
@@ -104,22 +108,36 @@ class ResultsCollector:
     """A pytest plugin object: collects results as reports arrive."""
 
     def __init__(self) -> None:
-        self.tests: dict[str, TestResult] = {}
+        self.tests: dict[tuple[str, str], TestResult] = {}  # (nodeid, board) -> result
         self.info: dict[str, dict[str, str]] = {}
         self.known: dict[str, dict[str, str]] = {}  # board -> what farm.yaml says, for boards no test reached
-        self.collected: dict[str, tuple[str, str]] = {}  # nodeid -> (board, test), for tests that never report
+        # (nodeid, board) -> test name, for tests that never report
+        self.collected: dict[tuple[str, str], str] = {}
 
     def note_collected(self, nodeid: str, board: str, test: str = "") -> None:
-        self.collected[nodeid] = (board, test)
+        self.collected[(nodeid, board)] = test
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        boards = _property(report, BOARDS_PROPERTY)
+        if boards:
+            infos = _property(report, BOARDS_INFO_PROPERTY) or {}
+            for board, info in (json.loads(infos) if isinstance(infos, str) else infos).items():
+                self.info[board] = dict(info)
+            for board in boards:
+                self._record(report, str(board), many=True)
+            return
         board = _property(report, BOARD_PROPERTY) or NO_BOARD
         info = _property(report, INFO_PROPERTY)
         if info:
             self.info[board] = dict(json.loads(info) if isinstance(info, str) else info)
-        result = self.tests.get(report.nodeid)
+        self._record(report, board)
+
+    def _record(self, report: pytest.TestReport, board: str, *, many: bool = False) -> None:
+        """One report phase into the test's result under ``board`` (``many``: one of a
+        multi-board test's boards: only that board's serial log goes there)."""
+        result = self.tests.get((report.nodeid, board))
         if result is None:
-            result = self.tests[report.nodeid] = TestResult(report.nodeid, board)
+            result = self.tests[(report.nodeid, board)] = TestResult(report.nodeid, board)
             result.test = str(_property(report, TEST_PROPERTY) or "")
             result.path, line = report.location[0], report.location[1]
             result.line = (line or 0) + 1
@@ -127,7 +145,7 @@ class ResultsCollector:
         result.started |= report.when == "setup" and report.passed
         result.called |= report.when == "call"
         for title, text in report.sections:
-            if title.startswith(SERIAL_SECTION):
+            if title.startswith(f"{SERIAL_SECTION} {board} (" if many else SERIAL_SECTION):
                 result.serial += text
         if report.skipped and result.outcome == "passed":
             result.outcome = "skipped"
@@ -164,8 +182,8 @@ class ResultsCollector:
                 result = replace(result, outcome="error", message=message, details=details)
             out.append(result)
         if not end.nothing_runs:
-            for nodeid, (board, test) in self.collected.items():
-                if nodeid not in self.tests:  # collected, never reported: the run ended early
+            for (nodeid, board), test in self.collected.items():
+                if (nodeid, board) not in self.tests:  # collected, never reported: the run ended early
                     out.append(TestResult(nodeid, board, "error", message=end.before, test=test))
         return out
 

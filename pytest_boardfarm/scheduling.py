@@ -5,14 +5,20 @@ is its board. The controller never collects, so the board of each test id comes
 from the map its worker wrote at collection (identity.py); a test id missing
 from it (a remote worker) falls back to the id's text, when only one board name
 fits, else the test is a scope of its own. A worker that needs work gets a
-board no other run holds, while one is left, rather than wait. (xdist's own ``loadgroup`` mode
+board no other run holds, while one is left, rather than wait.
+
+A multi-board test (``@pytest.mark.boards``) joins its boards into one scope:
+every test of those boards, single- and multi-board, goes to one worker, which
+runs the single-board tests first (multiboard.py orders the collection) and then
+takes the boards together. So no worker ever waits on a board another worker of
+the same run holds. (xdist's own ``loadgroup`` mode
 cannot be used: it tags items by writing ``item._nodeid``, which pytest 9.2 no
 longer reads.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -34,24 +40,30 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         self.boards = list(boards)
         self.collected_by = collected_by  # worker id -> {test id: board}
         self.is_free = is_free  # does no other run hold the board now?
-        self.board_of: dict[str, str | None] = {}
-        self.scope_board: dict[str, str] = {}
+        self.boards_of: dict[str, tuple[str, ...]] = {}  # test id -> its boards (none, one, or several)
+        self.scope_boards: dict[str, tuple[str, ...]] = {}
+        self._group_of: dict[str, tuple[str, ...]] | None = None
 
     def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
         found = self.collected_by(node.gateway.id)
         for nodeid in collection:
             if found is not None:  # the worker said: a test it did not list has no board
-                self.board_of[nodeid] = found[nodeid].board if nodeid in found else None
-            elif nodeid not in self.board_of:
-                self.board_of[nodeid] = guess_board(nodeid, self.boards)
+                self.boards_of[nodeid] = found[nodeid].every if nodeid in found else ()
+            elif nodeid not in self.boards_of:
+                guessed = guess_board(nodeid, self.boards)
+                self.boards_of[nodeid] = (guessed,) if guessed else ()
+        self._group_of = None
         super().add_node_collection(node, collection)
 
     def _split_scope(self, nodeid: str) -> str:
-        board = self.board_of.get(nodeid)
-        if not board:
+        boards = self.boards_of.get(nodeid)
+        if not boards:
             return nodeid
-        scope = f"board {board}"
-        self.scope_board[scope] = board
+        if self._group_of is None:
+            self._group_of = board_groups(self.boards_of.values())
+        group = self._group_of.get(boards[0], (boards[0],))
+        scope = f"board {'+'.join(group)}"
+        self.scope_boards[scope] = group
         return scope
 
     def remove_node(self, node: Any) -> str | None:
@@ -74,8 +86,29 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
     def _assign_work_unit(self, node: Any) -> None:
         """Give the worker a board no other run holds, if one is left, before one it would wait for."""
         for scope in self.workqueue:
-            board = self.scope_board.get(scope)
-            if board is None or self.is_free(board):
+            boards = self.scope_boards.get(scope, ())
+            if all(self.is_free(board) for board in boards):
                 self.workqueue.move_to_end(scope, last=False)
                 break
         super()._assign_work_unit(node)
+
+
+def board_groups(tests: Iterable[Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Board -> the boards it shares tests with, directly or through others (sorted):
+    the boards one worker must have together."""
+    parent: dict[str, str] = {}
+
+    def root(board: str) -> str:
+        while parent.setdefault(board, board) != board:
+            board = parent[board]
+        return board
+
+    for boards in tests:
+        for other in boards[1:]:
+            parent[root(other)] = root(boards[0])
+        if boards:
+            root(boards[0])
+    members: dict[str, list[str]] = {}
+    for board in parent:
+        members.setdefault(root(board), []).append(board)
+    return {board: tuple(sorted(members[root(board)])) for board in parent}

@@ -263,8 +263,15 @@ class FarmSession:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         use = item.stash.get(USED_KEY, None)
-        if use is None:
-            return report
+        if use is not None:
+            self.report_board_use(item, call, report, use)
+        return report
+
+    def report_board_use(
+        self, item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, use: BoardUse
+    ) -> None:
+        """One board's part of a test's report (multiboard.py calls it per board): its
+        serial log, a recovery if the failure may have left it out of step, its log file."""
         if call.when == "call" or report.failed:
             text = use.board.transcript.text(use.mark)
             if text.strip():
@@ -274,7 +281,6 @@ class FarmSession:
                 self._recover_after(item, use, report)
         if call.when == "teardown" and self.log_dir is not None:
             self._write_log(item, use)
-        return report
 
     def _recover_after(self, item: pytest.Item, use: BoardUse, report: pytest.TestReport) -> None:
         """The test failed because of the board: make sure it answers before the next test."""

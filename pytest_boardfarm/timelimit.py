@@ -103,7 +103,7 @@ class HostTimeLimit:
 
     def _budget(self, item: pytest.Item) -> Budget | None:
         """The host time this board test may take, or None when it is not ours to limit."""
-        if "board" not in getattr(item, "fixturenames", ()):
+        if not {"board", "boards"} & set(getattr(item, "fixturenames", ())):
             return None
         if self.config.getoption("usepdb", False) or self.config.getoption("trace", False):
             return None  # a person at a debugger prompt is not a hang

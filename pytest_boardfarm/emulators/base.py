@@ -50,6 +50,7 @@ class EmulatedBoard:
 
     name: ClassVar[str]  # the farm.yaml ``emulator:`` value
     what: ClassVar[str]  # for messages: "an emulated micro:bit"
+    keeps_connection: ClassVar[bool] = False  # hard_reset() keeps the serial connection (else: reconnect)
     _proc: subprocess.Popen[bytes] | None = None  # also when __init__ failed: stop() and __del__ rely on it
 
     def __init__(self, *, firmware: Path | None = None, port: int | None = None, host: str = "127.0.0.1") -> None:

@@ -30,6 +30,7 @@ class MicrobitEmulator(EmulatedBoard):
 
     name = "microbit"
     what = "an emulated micro:bit"
+    keeps_connection = True  # QEMU's system_reset: the same process, the same socket
 
     def __init__(
         self,
