@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from .files import DeployResult
 from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
 from .inventory import BoardSpec, Farm
 from .locks import BoardLock, LockTimeout
+from .places import Coordinator, PlaceLock
 from .rawrepl import Pacing
 
 MAX_RECOVERIES = 3  # a board that needs more than this in one run is quarantined
@@ -70,7 +72,7 @@ class Allocated:
     spec: BoardSpec
     board: FarmBoard
     url: str
-    lock: BoardLock | None = None
+    lock: BoardLock | PlaceLock | None = None
     emulator: EmulatedBoard | None = None
     info: BoardInfo | None = None
     deployed: DeployResult | None = None
@@ -211,6 +213,8 @@ class BoardPool:
         self.unavailable: dict[str, str] = {}
         self.flashed: dict[str, flashing.Outcome] = {}  # what flashing did, per board, in this process
         self._workers: ThreadPoolExecutor | None = None
+        self._coordinator: Coordinator | None = None  # this process's labgrid session, opened for the first place
+        self._coordinator_opening = threading.Lock()  # boards are prepared in threads
 
     def acquire_many(self, names: Iterable[str]) -> None:
         """Prepare several boards at once (each flashes in its own thread); errors are
@@ -250,12 +254,25 @@ class BoardPool:
         spec = self.farm.get(name)
         if spec.emulator or name in self.held:  # an emulated board is this run's alone
             return True
+        if spec.place:
+            return self._place_lock(spec.place).is_free()
         return BoardLock(self.farm.lock_dir, _lock_key(spec)).is_free()
 
+    def _place_lock(self, place: str) -> PlaceLock:
+        """A place on the farm's labgrid coordinator (one session per process, opened on first use)."""
+        with self._coordinator_opening:
+            if self._coordinator is None:
+                assert self.farm.coordinator is not None  # inventory.py refuses a place without one
+                self._coordinator = Coordinator(self.farm.coordinator)
+            return PlaceLock(self._coordinator, place)
+
     def _prepare(self, spec: BoardSpec) -> Allocated:
-        lock = None
+        lock: BoardLock | PlaceLock | None = None
         emulator = None
-        if not spec.emulator:  # an emulated board belongs to this run alone
+        if spec.place:  # a board on another host: its labgrid place
+            lock = self._place_lock(spec.place)
+            lock.acquire(self.lock_timeout)
+        elif not spec.emulator:  # an emulated board belongs to this run alone
             lock = BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
             lock.acquire(self.lock_timeout)
         try:
@@ -266,6 +283,8 @@ class BoardPool:
                 if spec.emulator:
                     emulator = EMULATORS[spec.emulator]().start()
                     url = emulator.url
+                elif isinstance(lock, PlaceLock):
+                    url = lock.endpoint().url
                 else:
                     url = _port_for(spec)
                 held = Allocated(spec, self._connect(spec, url, enter=False), url, lock, emulator)
@@ -282,7 +301,7 @@ class BoardPool:
             raise
         return held
 
-    def _flash(self, spec: BoardSpec, lock: BoardLock | None) -> Allocated:
+    def _flash(self, spec: BoardSpec, lock: BoardLock | PlaceLock | None) -> Allocated:
         """Flash (or prove) the board's firmware; the board connected, or an error that
         says which image failed, why, and what the board runs now."""
         assert spec.firmware is not None
@@ -375,7 +394,9 @@ class BoardPool:
         def reconnect() -> None:
             with contextlib.suppress(Exception):
                 held.board.close()
-            if held.emulator is None:  # a USB board comes back after a while, maybe under another path
+            if isinstance(held.lock, PlaceLock):  # its exporter may have gone: the coordinator says
+                held.url = held.lock.endpoint().url
+            elif held.emulator is None:  # a USB board comes back after a while, maybe under another path
                 held.url = _port_for(spec, PORT_RETURN_SECONDS)
             held.board = self._connect(spec, held.url)
             if spec.deploy:
@@ -407,3 +428,6 @@ class BoardPool:
         workers, self._workers = self._workers, None
         if workers is not None:
             workers.shutdown(cancel_futures=True)  # after Ctrl-C: boards not started yet are not
+        coordinator, self._coordinator = self._coordinator, None
+        if coordinator is not None:
+            coordinator.close()
