@@ -46,6 +46,13 @@ CALL_SECONDS = 30.0  # the longest one request to the coordinator may take
 MARK = "+boardfarm-"
 _TOKEN = re.compile(r"^(?P<user>.*)\+boardfarm-(?P<pid>[0-9]+)-(?P<start>[0-9]+)$")
 _T = TypeVar("_T")
+_CHANNEL_OPTIONS = [  # labgrid's own keepalive settings (labgrid/remote/client.py), and a connection per session
+    ("grpc.keepalive_time_ms", 7500),
+    ("grpc.keepalive_timeout_ms", 10000),
+    ("grpc.http2.ping_timeout_ms", 10000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.use_local_subchannel_pool", 1),
+]
 
 
 class PlaceError(BoardError):
@@ -151,19 +158,27 @@ class Coordinator:
 
     def __init__(self, address: str, *, name: str | None = None) -> None:
         client = _labgrid_client()
+        self._grpc = importlib.import_module("grpc")
+        self._pb = importlib.import_module("labgrid.remote.generated.labgrid_coordinator_pb2")
         self.address = coordinator_address(address)
         self.host = socket.gethostname()
         self.user = name or holder_name()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="boardfarm-labgrid", daemon=True)
         self._thread.start()
-        self._grpc = importlib.import_module("grpc")
-        self._pb = importlib.import_module("labgrid.remote.generated.labgrid_coordinator_pb2")
+
+        stub_module = importlib.import_module("labgrid.remote.generated.labgrid_coordinator_pb2_grpc")
 
         async def start() -> Any:
             session = client.ClientSession(self.address, asyncio.get_running_loop())
             session.gethostname = lambda: self.host  # the holder name the coordinator records
             session.getuser = lambda: self.user
+            # gRPC shares one TCP connection among a process's channels to one address, and the
+            # coordinator tells clients apart by connection: a second session (another pool, a
+            # test) would be refused. A channel of its own gives each session its own.
+            await session.channel.close()
+            session.channel = self._grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            session.stub = stub_module.CoordinatorStub(session.channel)
             await session.start()
             return session
 
