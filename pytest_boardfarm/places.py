@@ -75,13 +75,18 @@ def _labgrid_client() -> Any:
 
 
 def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks after boot), None if there is none."""
+    """When process ``pid`` started (clock ticks after boot), None if there is none.
+
+    A zombie counts as none: a killed run's orphans wait there for a parent to
+    reap them, which some containers' init never does."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     fields = stat[stat.rfind(b")") + 2 :].split()  # the name in parentheses may hold spaces
+    if fields[0] in (b"Z", b"X"):  # field 3 of proc(5): zombie, dead
+        return None
     return int(fields[19])  # field 22 of proc(5), counted after pid and name
 
 

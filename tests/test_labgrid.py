@@ -467,6 +467,18 @@ def test_dead_holder_means_our_mark_this_host_and_no_such_process() -> None:
     with subprocess.Popen(["true"]) as child:
         pass
     assert dead_holder(f"{HOST}/me+boardfarm-{child.pid}-1") is True  # gone
+    zombie = subprocess.Popen(
+        ["true"]
+    )  # exited, never reaped: as a killed run's orphans under an init that does not reap
+    deadline = Deadline(10)
+    while Path(f"/proc/{zombie.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+        assert not deadline.expired()
+        time.sleep(0.01)
+    zombie_start = Path(f"/proc/{zombie.pid}/stat").read_text().split(")")[-1].split()[19]
+    try:
+        assert dead_holder(f"{HOST}/me+boardfarm-{zombie.pid}-{zombie_start}") is True
+    finally:
+        zombie.wait()
     assert dead_holder(f"another-host/me+boardfarm-{child.pid}-1") is False  # cannot see other hosts' processes
     assert dead_holder(f"{HOST}/alice") is False  # a person
     assert dead_holder(f"{HOST}/alice+boardfarm-x") is False
