@@ -34,10 +34,13 @@ import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import BoardError
 from .locks import LockTimeout
+
+if TYPE_CHECKING:
+    from .inventory import Farm  # inventory.py imports this module
 
 EXTRA = "pip install 'pytest-boardfarm[labgrid]'"
 DEFAULT_PORT = 20408  # labgrid's coordinator
@@ -381,3 +384,22 @@ def place_rows(coordinator: Coordinator, boards: list[tuple[str, str]]) -> list[
             status += f"; {state.problem}"
         rows.append(PlaceRow(board, place, holder, status, state.endpoint.url if state.endpoint else ""))
     return rows
+
+
+def farm_place_rows(farm: Farm) -> list[PlaceRow]:
+    """``boardfarm list`` lines for a farm's ``place:`` boards (none for a farm without places).
+
+    A coordinator that cannot be reached gives each place a row saying so, not an exception:
+    the local boards are still worth listing."""
+    boards = [(spec.name, spec.place) for spec in farm.boards if spec.place]
+    if not boards:
+        return []
+    assert farm.coordinator is not None  # inventory.py refuses a place without one
+    try:
+        coordinator = Coordinator(farm.coordinator)
+    except PlaceError as exc:
+        return [PlaceRow(board, place, "", f"unknown: {exc}", "") for board, place in boards]
+    try:
+        return place_rows(coordinator, boards)
+    finally:
+        coordinator.close()

@@ -10,6 +10,7 @@ Debian's ser2net in front of a pty. Places are created and tagged with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -26,9 +27,17 @@ import pytest
 
 from pytest_boardfarm.deadline import Deadline
 from pytest_boardfarm.emulator import MicrobitEmulator, _die_with_parent, check_installed, free_port
-from pytest_boardfarm.inventory import FarmConfigError, parse_farm
+from pytest_boardfarm.inventory import FarmConfigError, load_farm, parse_farm
 from pytest_boardfarm.locks import LockTimeout
-from pytest_boardfarm.places import Coordinator, PlaceLock, dead_holder, holder_name, place_rows, process_start
+from pytest_boardfarm.places import (
+    Coordinator,
+    PlaceLock,
+    dead_holder,
+    farm_place_rows,
+    holder_name,
+    place_rows,
+    process_start,
+)
 
 from .ptyrelay import PtyRelay
 from .test_plugin import outcomes
@@ -456,6 +465,18 @@ def test_list_rows_show_holders_state_and_endpoint(lab: Lab) -> None:
     assert rows["b"].holder == f"{HOST}/bob" and rows["b"].state == "held"
     assert rows["b"].endpoint.startswith("rfc2217://127.0.0.1:")
     assert rows["c"].state.startswith("missing") and rows["c"].endpoint == ""
+
+
+def test_list_rows_for_a_farm(lab: Lab, tmp_path: Path) -> None:
+    farm = load_farm(remote_farm(tmp_path / "farm.yaml", lab, extra="  - {name: sim, emulator: microbit}\n"))
+    rows = farm_place_rows(farm)
+    assert [(r.board, r.place, r.state) for r in rows] == [
+        ("remote-raw", "pl-raw", "free"),
+        ("remote-net", "pl-net", "free"),
+    ]
+    away = load_farm(tmp_path / "farm.yaml")
+    away = dataclasses.replace(away, coordinator=f"127.0.0.1:{free_port()}")
+    assert all(r.state.startswith("unknown: cannot reach the labgrid coordinator") for r in farm_place_rows(away))
 
 
 def test_dead_holder_means_our_mark_this_host_and_no_such_process() -> None:
