@@ -30,6 +30,8 @@ import os
 import pwd
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Coroutine
@@ -47,6 +49,19 @@ DEFAULT_PORT = 20408  # labgrid's coordinator
 POLL_SECONDS = 0.2  # waiting for another run's place: not a device wait
 CALL_SECONDS = 30.0  # the longest one request to the coordinator may take
 MARK = "+boardfarm-"
+POWER_OFF_SECONDS = 1.0  # how long a power cycle keeps the board off
+POWER_SECONDS = 30.0  # the longest a power cycle may take (labgrid-client's start, the switch, the delay)
+# Resources labgrid-client's 'power' command can switch (labgrid/remote/client.py, ClientSession.power).
+POWER_RESOURCES = frozenset(
+    {
+        "NetworkPowerPort",
+        "NetworkUSBPowerPort",
+        "NetworkSiSPMPowerPort",
+        "PDUDaemonPort",
+        "TasmotaPowerPort",
+        "NetworkYKUSHPowerPort",
+    }
+)
 _TOKEN = re.compile(r"^(?P<user>.*)\+boardfarm-(?P<pid>[0-9]+)-(?P<start>[0-9]+)$")
 _T = TypeVar("_T")
 _CHANNEL_OPTIONS = [  # labgrid's own keepalive settings (labgrid/remote/client.py), and a connection per session
@@ -143,6 +158,7 @@ class PlaceState:
     tags: dict[str, str]
     endpoint: Endpoint | None
     problem: str = ""  # why the place has no usable serial port, if it has none
+    power: str = ""  # the power resource ``labgrid-client power`` switches, if the place has one
 
 
 @dataclass(frozen=True)
@@ -237,22 +253,25 @@ class Coordinator:
             if place is None:
                 return None
             endpoint, problem = self._endpoint(place)
-            return PlaceState(name, place.acquired or None, dict(place.tags), endpoint, problem)
+            power = next((path[2] for path in self._paths(place) if path[2] in POWER_RESOURCES), "")
+            return PlaceState(name, place.acquired or None, dict(place.tags), endpoint, problem, power)
 
         return self._call(read(), f"cannot read place {name!r} from {self.address}")
 
-    def _endpoint(self, place: Any) -> tuple[Endpoint | None, str]:
-        """The place's NetworkSerialPort: among what it holds when acquired, else what it matches."""
+    def _paths(self, place: Any) -> list[tuple[str, str, str, str]]:
+        """The place's resources: what it holds when acquired, else what it matches now."""
         paths = [tuple(p) for p in place.acquired_resources] if place.acquired else []
-        if not paths:
-            paths = [
-                (exporter, group_name, resource.cls, resource_name)
-                for exporter, groups in self._session.resources.items()
-                for group_name, group in groups.items()
-                for resource_name, resource in group.items()
-                if place.getmatch((exporter, group_name, resource.cls, resource_name))
-            ]
-        for exporter, group_name, cls, resource_name in paths:
+        return paths or [
+            (exporter, group_name, resource.cls, resource_name)
+            for exporter, groups in self._session.resources.items()
+            for group_name, group in groups.items()
+            for resource_name, resource in group.items()
+            if place.getmatch((exporter, group_name, resource.cls, resource_name))
+        ]
+
+    def _endpoint(self, place: Any) -> tuple[Endpoint | None, str]:
+        """The place's NetworkSerialPort, or why it has no usable one."""
+        for exporter, group_name, cls, resource_name in self._paths(place):
             if cls != "NetworkSerialPort":
                 continue
             resource = self._session.resources.get(exporter, {}).get(group_name, {}).get(resource_name)
@@ -339,6 +358,25 @@ class PlaceLock:
         if state.endpoint is None:
             raise PlaceError(f"place {self.key!r}: {state.problem}")
         return state.endpoint
+
+    def has_power(self) -> bool:
+        """Whether the place has a power resource for ``power_cycle``."""
+        return bool(self._state().power)
+
+    def power_cycle(self, delay: float = POWER_OFF_SECONDS) -> str:
+        """Switch the board off and on with the place's power resource, through ``labgrid-client
+        power cycle`` (labgrid's drivers for every kind of switch), as the holder of the place."""
+        argv = [sys.executable, "-m", "labgrid.remote.client", "-x", self.coordinator.address, "-p", self.key]
+        argv += ["power", "cycle", "--delay", repr(delay)]
+        env = dict(os.environ, LG_HOSTNAME=self.coordinator.host, LG_USERNAME=self.coordinator.user)
+        try:
+            result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=POWER_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise PlaceError(f"place {self.key!r}: power cycle took more than {POWER_SECONDS:g}s") from None
+        if result.returncode != 0:
+            said = (result.stderr or result.stdout).strip()[-500:]
+            raise PlaceError(f"place {self.key!r}: power cycle failed (exit {result.returncode}): {said}")
+        return f"power-cycled place {self.key} ({self._state().power})"
 
     def is_free(self) -> bool:
         """Whether nobody (or only a dead run of ours) holds the place now."""

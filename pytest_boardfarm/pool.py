@@ -187,6 +187,14 @@ def _command_values(spec: BoardSpec, port: str) -> dict[str, str]:
     return {"name": spec.name, "port": port, "serial_number": spec.serial_number or "", "platform": spec.platform}
 
 
+def _quietly(question: Callable[[], bool]) -> bool:
+    """A yes/no that is no when it cannot be answered (a coordinator gone: the ladder goes on without)."""
+    try:
+        return question()
+    except BoardError:
+        return False
+
+
 def _lock_key(spec: BoardSpec) -> str:
     """What a board's lock is named after: what is physically shared."""
     return spec.serial_number or spec.port or spec.name
@@ -402,8 +410,15 @@ class BoardPool:
             if spec.deploy:
                 held.deployed = held.board.deploy(spec.deploy)
 
+        def power_cycle() -> str:
+            assert isinstance(held.lock, PlaceLock)
+            held.board.close()
+            return held.lock.power_cycle()
+
         hard_reset = None
-        if spec.reset:
+        if isinstance(held.lock, PlaceLock) and _quietly(held.lock.has_power):  # the place's power switch
+            hard_reset = power_cycle
+        elif spec.reset:
             hard_reset = hard_reset_command
         elif spec.rts_reset:
             hard_reset = pulse_rts

@@ -11,6 +11,7 @@ Debian's ser2net in front of a pty. Places are created and tagged with
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from pytest_boardfarm.places import (
 )
 
 from .ptyrelay import PtyRelay
+from .tcprelay import TcpRelay
 from .test_plugin import outcomes
 
 pytest.importorskip("labgrid", reason="labgrid is not installed (pip install -e '.[labgrid]'; scripts/setup does)")
@@ -103,21 +106,23 @@ class Lab:
         assert result.returncode == 0, f"{argv}: {result.stdout}{result.stderr}"
         return result.stdout
 
-    def exporter(self, name: str, groups: dict[str, tuple[int, str]]) -> subprocess.Popen[bytes]:
-        """An exporter publishing one NetworkSerialPort per group: (port, protocol)."""
+    def exporter(self, name: str, groups: dict[str, tuple[int, str]], extra: str = "") -> subprocess.Popen[bytes]:
+        """An exporter publishing one NetworkSerialPort per group: (port, protocol); ``extra``:
+        more resources in the last group, as exporter YAML."""
         config = self.dir / f"{name}.yaml"
         config.write_text(
             "".join(
                 f"{group}:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: {port}\n    protocol: {protocol}\n"
                 for group, (port, protocol) in groups.items()
             )
+            + extra
         )
         argv = [str(BIN / "labgrid-exporter"), "-c", self.address, "-n", name, "--hostname", "127.0.0.1", str(config)]
         return self.start(argv, f"{name}.log")
 
-    def place(self, name: str, exporter: str, group: str) -> None:
+    def place(self, name: str, exporter: str, group: str, resource: str = "NetworkSerialPort") -> None:
         self.client("-p", name, "create")
-        self.client("-p", name, "add-match", f"{exporter}/{group}/NetworkSerialPort")
+        self.client("-p", name, "add-match", f"{exporter}/{group}/{resource}")
         self.client("-p", name, "set-tags", f"board={group}")
 
     def wait_for(self, place: str, *, available: bool = True) -> None:
@@ -448,6 +453,84 @@ def test_exporter_stopped_mid_run_quarantines_its_board_only(lab: Lab, tmp_path:
     assert "board far quarantined" in out and "pl-far" in out, out[-3000:]
     assert proc.returncode == 1
     assert_places_free(lab, "pl-raw", "pl-far")
+
+
+# -- a hard reset through the place's power switch ------------------------------
+
+
+class PowerSwitch:
+    """A network power switch for an emulated board, as labgrid's ``simplerest`` model drives
+    one (GET .../outlet/0/0 is off, .../1 is on): off freezes the board, on resets it."""
+
+    def __init__(self, emulator: MicrobitEmulator) -> None:
+        self.emulator = emulator
+        self.calls: list[str] = []
+        switch = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                value = self.path.rsplit("/", 1)[-1]
+                switch.calls.append(value)
+                if value == "0":
+                    switch.emulator.pause()
+                elif value == "1":
+                    switch.emulator.resume()
+                    switch.emulator.hard_reset()
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"1")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/outlet/{{index}}/{{value}}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+RUNAWAY_SUITE = """\
+def test_runaway(board):
+    board.exec("while True:\\n    pass", timeout=2)
+
+def test_after(board):
+    assert board.eval("1 + 1") == 2
+"""
+
+
+def test_a_deaf_board_is_hard_reset_with_its_places_power_switch(lab: Lab, tmp_path: Path) -> None:
+    """Ctrl-C never reaches this board (a relay drops it), so only a hard reset ends a runaway
+    loop: the place's NetworkPowerPort is switched off and on, and the next test passes."""
+    board = MicrobitEmulator().start()
+    relay = TcpRelay(board.url, to_board=lambda data: data.replace(b"\x03", b""))
+    switch = PowerSwitch(board)
+    try:
+        port = int(relay.url.rsplit(":", 1)[1])
+        power = f"  NetworkPowerPort:\n    model: simplerest\n    host: '{switch.url}'\n    index: 0\n"
+        exporter = lab.exporter("hostC", {"power-board": (port, "raw")}, extra=power)
+        lab.place("pl-power", "hostC", "power-board")
+        lab.client("-p", "pl-power", "add-match", "hostC/power-board/NetworkPowerPort")
+        lab.wait_for("pl-power")
+        (tmp_path / "farm.yaml").write_text(
+            f"coordinator: {lab.address}\nboards:\n  - {{name: deaf, place: pl-power}}\n"
+        )
+        (tmp_path / "test_runaway.py").write_text(RUNAWAY_SUITE)
+        result = run_pytest(tmp_path, "--farm", "farm.yaml")
+        _stop(exporter)
+    finally:
+        switch.close()
+        relay.close()
+        board.stop()
+    text = "\n".join(result.outlines)
+    assert outcomes(result) == {
+        "test_runaway.py::test_runaway[deaf]": "FAILED",
+        "test_runaway.py::test_after[deaf]": "PASSED",
+    }, text[-3000:]
+    assert switch.calls == ["0", "1"]  # off, then on: one power cycle
+    assert "power-cycled place pl-power (NetworkPowerPort)" in text, text[-3000:]
 
 
 # -- boardfarm list rows, and the parts on their own -----------------------------
