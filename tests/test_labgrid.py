@@ -629,3 +629,22 @@ def test_a_coordinator_that_is_not_there_is_a_clear_error() -> None:
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(PlaceError, match=f"cannot reach the labgrid coordinator at {address}"):
         Coordinator(address)
+
+
+def test_labgrid_pytest_plugin_is_off_here_and_harmless_elsewhere(tmp_path: Path) -> None:
+    """labgrid's own pytest plugin loads in every run once labgrid is installed: this project
+    turns it off (pyproject's addopts); a user's project that keeps it still runs farm tests."""
+
+    def plugins(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pytest", "--trace-config", "-p", "no:cacheprovider", *args]
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+    here = plugins(ROOT, "--co", "-q", "tests/test_telnet.py")
+    assert here.returncode == 0 and "test_telnet.py" in here.stdout
+    assert "labgrid.pytestplugin" not in here.stdout
+    (tmp_path / "farm.yaml").write_text("boards:\n  - {name: sim, emulator: microbit}\n")
+    (tmp_path / "test_x.py").write_text("def test_x(board):\n    assert board.eval('1 + 1') == 2\n")
+    elsewhere = plugins(tmp_path, "--farm", "farm.yaml", "-v")
+    assert "labgrid.pytestplugin" in elsewhere.stdout  # loaded: the test above could see it
+    assert "test_x.py::test_x[sim] PASSED" in elsewhere.stdout, elsewhere.stdout[-3000:]
+    assert elsewhere.returncode == 0
