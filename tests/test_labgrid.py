@@ -511,8 +511,7 @@ def test_a_deaf_board_is_hard_reset_with_its_places_power_switch(lab: Lab, tmp_p
         port = int(relay.url.rsplit(":", 1)[1])
         power = f"  NetworkPowerPort:\n    model: simplerest\n    host: '{switch.url}'\n    index: 0\n"
         exporter = lab.exporter("hostC", {"power-board": (port, "raw")}, extra=power)
-        lab.place("pl-power", "hostC", "power-board")
-        lab.client("-p", "pl-power", "add-match", "hostC/power-board/NetworkPowerPort")
+        lab.place("pl-power", "hostC", "power-board", resource="*")  # its serial port and its power switch
         lab.wait_for("pl-power")
         (tmp_path / "farm.yaml").write_text(
             f"coordinator: {lab.address}\nboards:\n  - {{name: deaf, place: pl-power}}\n"

@@ -3,10 +3,12 @@ tests/test_serial.py run it against ser2net)."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 from pytest_boardfarm import telnet
 from pytest_boardfarm.telnet import DO, DONT, IAC, SB, SE, WILL, WONT, TelnetDecoder
+from pytest_boardfarm.transport import Rfc2217Transport
 
 
 def test_data_0xff_is_doubled_on_the_wire_and_undoubled_on_the_way_back() -> None:
@@ -38,3 +40,25 @@ def test_opening_sets_baud_rate_and_lines() -> None:
     assert bytes([IAC, SB, 44, telnet.SET_BAUDRATE]) + struct.pack(">I", 115200) + bytes([IAC, SE]) in wire
     assert bytes([IAC, SB, 44, telnet.SET_CONTROL, telnet.DTR_ON, IAC, SE]) in wire
     assert bytes([IAC, SB, 44, telnet.SET_CONTROL, telnet.RTS_OFF, IAC, SE]) in wire
+
+
+def test_rfc2217_transport_escapes_and_pulses_the_lines_on_the_wire() -> None:
+    """What Rfc2217Transport puts on the wire, read by a bare TCP server: data escaped, and an
+    RTS reset pulse as COM-PORT-OPTION requests (DTR off, RTS on; RTS off; both back on)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    transport = Rfc2217Transport(f"rfc2217://127.0.0.1:{port}?ign_set_control", dtr=True, rts=True)
+    conn, _ = server.accept()
+    opening = telnet.opening(115200, dtr=True, rts=True)
+    transport.write(b"a\xffb")
+    transport.pulse_reset(0.01)
+    conn.sendall(bytes([IAC, DO, telnet.BINARY]) + b"x\xff\xffy")  # an option, then data with an escaped 0xFF
+    assert transport.read(5) == b"x\xffy"
+    transport.close()
+    wire = b""
+    while chunk := conn.recv(4096):
+        wire += chunk
+    conn.close()
+    server.close()
+    lines = [telnet.control(dtr=False, rts=True), telnet.control(rts=False), telnet.control(dtr=True, rts=True)]
+    assert wire == opening + b"a\xff\xffb" + b"".join(lines)
