@@ -238,7 +238,7 @@ def test_demo_suite_on_remote_places(lab: Lab, tmp_path: Path) -> None:
         "  - {name: remote-raw, place: pl-raw, platform: microbit, tags: [display, fast]}\n"
         "  - {name: remote-net, place: pl-net, platform: microbit, tags: [display]}\n"
     )
-    result = run_pytest(ROOT, "examples/demo", "--farm", str(farm), "-n", "2")
+    result = run_pytest(ROOT, "examples/demo", "--farm", str(farm), "-n", "auto")  # one worker per board
     got = outcomes(result)
     text = "\n".join(result.outlines)
     assert "created: 2/2 workers" in text, text[-3000:]
