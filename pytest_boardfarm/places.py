@@ -23,6 +23,7 @@ has places.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib
 import importlib.util
@@ -168,7 +169,7 @@ class PlaceRow:
     board: str
     place: str
     holder: str  # HOST/USER, or "" when free
-    state: str  # free, held, taken over possible (a dead run), missing, no serial port
+    state: str  # free; held; held by a run that died; missing; unknown (and why there is no serial port)
     endpoint: str  # the URL the board is reached at, or ""
 
 
@@ -178,7 +179,7 @@ def coordinator_address(address: str) -> str:
 
 
 class Coordinator:
-    """This process's session with a labgrid coordinator (its own thread and event loop)."""
+    """A session with a labgrid coordinator, on its own thread and event loop (a pool opens one)."""
 
     def __init__(self, address: str, *, name: str | None = None) -> None:
         client = _labgrid_client()
@@ -220,7 +221,7 @@ class Coordinator:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(CALL_SECONDS)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
             future.cancel()
             raise PlaceError(f"{failure}: no answer within {CALL_SECONDS:g}s") from None
         except PlaceError:

@@ -280,6 +280,10 @@ class BoardPool:
         if spec.place:  # a board on another host: its labgrid place
             lock = self._place_lock(spec.place)
             lock.acquire(self.lock_timeout)
+            if lock.took_over:
+                self.log(
+                    f"{spec.name}: took place {spec.place} over from {lock.took_over}, a run that no longer exists"
+                )
         elif not spec.emulator:  # an emulated board belongs to this run alone
             lock = BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
             lock.acquire(self.lock_timeout)
