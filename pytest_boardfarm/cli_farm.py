@@ -72,6 +72,8 @@ def farm_rows(farm: Farm, specs: Sequence[BoardSpec], args: argparse.Namespace) 
     pool = BoardPool(farm, lock_timeout=0, run_id="boardfarm list", deploy=False)
     rows = {}
     for spec in specs:
+        if spec.place:
+            continue  # a labgrid place: place_rows below asks its coordinator
         port, present = _where(spec, pool)
         lock = pool.lock_of(spec.name)
         state = "free"
@@ -106,7 +108,25 @@ def _probe(farm: Farm, specs: Sequence[BoardSpec], rows: dict[str, BoardRow]) ->
             row.state = "unavailable: " + outcome.error.split(": ", 1)[-1].splitlines()[0]
 
 
-ROW_SOURCES: tuple[RowSource, ...] = (farm_rows,)  # remote places (labgrid) add their own source here
+def place_rows(farm: Farm, specs: Sequence[BoardSpec], args: argparse.Namespace) -> list[BoardRow]:
+    """The selected ``place:`` boards, with their holders as the labgrid coordinator reports them."""
+    if not any(spec.place for spec in specs):
+        return []
+    from .places import farm_place_rows  # labgrid only when the farm has places
+
+    chosen = {spec.name: spec for spec in specs}
+    rows = []
+    for row in farm_place_rows(farm):
+        if row.board in chosen:
+            spec = chosen[row.board]
+            state = f"{row.state} ({row.holder})" if row.holder else row.state
+            rows.append(
+                BoardRow(spec.name, spec.platform, spec.tags, row.endpoint or f"place {row.place}", state, "labgrid")
+            )
+    return rows
+
+
+ROW_SOURCES: tuple[RowSource, ...] = (farm_rows, place_rows)
 
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ import yaml
 
 from .commands import FIELDS, FLASH_FIELDS, template_problems
 from .emulators import EMULATORS
+from .places import EXTRA, labgrid_installed
 
 MAX_FILE_BYTES = 1 << 20  # a farm file is a few KiB; more is the wrong file
 MAX_DEPTH = 32  # a farm file nests 4 levels; deeper is a mistake (or an attack on the parser)
@@ -62,6 +63,7 @@ class BoardSpec:
     dtr: bool = True  # the modem lines while the port is open: asserted, as mpremote holds them
     rts: bool = True
     deploy: Path | None = None
+    place: str | None = None  # a labgrid place (on the farm's coordinator) whose serial port is this board
     write_window: int = 48
     properties: dict[str, str] = field(default_factory=dict)
     where: str = ""  # "farm.yaml:12", for messages
@@ -84,6 +86,7 @@ class Farm:
     boards: tuple[BoardSpec, ...]
     lock_dir: Path
     path: Path | None = None
+    coordinator: str | None = None  # labgrid's coordinator, HOST[:PORT] (farm.yaml or LG_COORDINATOR)
 
     def get(self, name: str) -> BoardSpec:
         for board in self.boards:
@@ -487,10 +490,11 @@ _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "dtr": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "rts": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "deploy": lambda c, n, k: c.scalar(n, k, str, "a directory path"),
+    "place": lambda c, n, k: c.scalar(n, k, str, "a labgrid place name"),
     "write_window": lambda c, n, k: c.scalar(n, k, _whole(1, 65536), "a whole number of bytes from 1 to 65536"),
     "properties": _properties,
 }
-_TOP_KEYS = ("boards", "defaults", "locks")
+_TOP_KEYS = ("boards", "coordinator", "defaults", "locks")
 _LOCK_KEYS = ("dir",)
 
 
@@ -537,7 +541,7 @@ def parse_farm(text: str, filename: str = "farm.yaml", base_dir: Path | None = N
     defaults: dict[str, Any] = {}
     if "defaults" in sections:
         defaults = (_board_fields(c, sections["defaults"][1], "defaults") or ({}, set()))[0]
-        for key in ("name", "port", "serial_number"):
+        for key in ("name", "port", "serial_number", "place"):
             if key in defaults:
                 c.problem(sections["defaults"][1], f"defaults.{key}", "must be set per board, not in defaults")
 
@@ -572,9 +576,32 @@ def parse_farm(text: str, filename: str = "farm.yaml", base_dir: Path | None = N
                     seen[name] = c.where(node)
                 if spec is not None and _one_device_one_board(c, node, f"boards[{index}]", spec, devices):
                     boards.append(spec)
+    coordinator = _coordinator(c, sections, boards)
     if c.problems:
         raise FarmConfigError(sorted(c.problems, key=_line_of))
-    return Farm(tuple(boards), lock_dir, Path(filename))
+    return Farm(tuple(boards), lock_dir, Path(filename), coordinator)
+
+
+def _coordinator(c: _Checker, sections: dict[str, tuple[Node, Node]], boards: list[BoardSpec]) -> str | None:
+    """labgrid's coordinator (``coordinator:``, else LG_COORDINATOR), checked against the
+    boards that need one; labgrid itself must be installed for either."""
+    address = os.environ.get("LG_COORDINATOR") or None
+    node = sections["coordinator"][1] if "coordinator" in sections else None
+    if node is not None:
+        address = c.scalar(node, "coordinator", str, "a labgrid coordinator address, HOST[:PORT]")
+        if address is not None and not re.fullmatch(r"[A-Za-z0-9_.:\[\]-]+", address):
+            c.problem(node, "coordinator", f"not a HOST[:PORT] address: {short_repr(address)}")
+    places = [b for b in boards if b.place]
+    for board in places:
+        if address is None and node is None:
+            c.problems.append(
+                f"{board.where}: {board.name}.place: needs labgrid's coordinator; set 'coordinator: HOST:PORT'"
+                " at the top of farm.yaml (or LG_COORDINATOR)"
+            )
+    if (node is not None or places) and not labgrid_installed():
+        where = c.where(node) if node is not None else places[0].where
+        c.problems.append(f"{where}: coordinator: remote places need labgrid, which is not installed: {EXTRA}")
+    return address if places or node is not None else None
 
 
 def _device_of(spec: BoardSpec) -> list[tuple[str, str]]:
@@ -639,13 +666,23 @@ def _board(
     label = prefix + (f" ({name})" if name else "")
     if "name" not in written:
         c.problem(node, f"{prefix}.name", "missing; every board needs a name")
-    if not written & {"port", "emulator", "serial_number"}:
+    if not written & {"port", "emulator", "serial_number", "place"}:
         c.problem(
-            node, f"{label}.port", "missing; give 'port' (a device or pyserial URL), 'serial_number' or 'emulator'"
+            node,
+            f"{label}.port",
+            "missing; give 'port' (a device or pyserial URL), 'serial_number', 'emulator' or 'place' (labgrid)",
         )
     if "emulator" in written and written & {"port", "serial_number"}:
         c.problem(node, f"{label}.emulator", "an emulated board has no 'port' or 'serial_number'")
-    if "firmware" in merged and not merged.get("emulator") and "flash" not in merged:
+    if "place" in written and written & {"port", "serial_number", "emulator"}:
+        c.problem(
+            node,
+            f"{label}.place",
+            "a place's board is reached through its NetworkSerialPort: no 'port', 'serial_number' or 'emulator'",
+        )
+    if "place" in written and "firmware" in merged:
+        c.problem(node, f"{label}.firmware", "flashing a board on a labgrid place is not supported yet")
+    if "firmware" in merged and not merged.get("emulator") and "flash" not in merged and "place" not in written:
         c.problem(node, f"{label}.flash", "missing; a board with 'firmware' needs a 'flash' command (or 'emulator')")
     if len(c.problems) > before:
         return name, None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from .files import DeployResult
 from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
 from .inventory import BoardSpec, Farm
 from .locks import BoardLock, LockTimeout
+from .places import Coordinator, PlaceLock
 from .rawrepl import Pacing
 from .transport import open_transport
 
@@ -71,7 +73,7 @@ class Allocated:
     spec: BoardSpec
     board: FarmBoard
     url: str
-    lock: BoardLock | None = None
+    lock: BoardLock | PlaceLock | None = None
     emulator: EmulatedBoard | None = None
     info: BoardInfo | None = None
     deployed: DeployResult | None = None
@@ -186,6 +188,14 @@ def _command_values(spec: BoardSpec, port: str) -> dict[str, str]:
     return {"name": spec.name, "port": port, "serial_number": spec.serial_number or "", "platform": spec.platform}
 
 
+def _quietly(question: Callable[[], bool]) -> bool:
+    """A yes/no that is no when it cannot be answered (a coordinator gone: the ladder goes on without)."""
+    try:
+        return question()
+    except BoardError:
+        return False
+
+
 def _lock_key(spec: BoardSpec) -> str:
     """What a board's lock is named after: what is physically shared."""
     return spec.serial_number or spec.port or spec.name
@@ -214,6 +224,8 @@ class BoardPool:
         self.unavailable: dict[str, str] = {}
         self.flashed: dict[str, flashing.Outcome] = {}  # what flashing did, per board, in this process
         self._workers: ThreadPoolExecutor | None = None
+        self._coordinator: Coordinator | None = None  # this process's labgrid session, opened for the first place
+        self._coordinator_opening = threading.Lock()  # boards are prepared in threads
 
     def acquire_many(self, names: Iterable[str]) -> None:
         """Prepare several boards at once (each flashes in its own thread); errors are
@@ -276,6 +288,8 @@ class BoardPool:
         spec = self.farm.get(name)
         if spec.emulator or name in self.held:  # an emulated board is this run's alone
             return True
+        if spec.place:
+            return self._place_lock(spec.place).is_free()
         return BoardLock(self.farm.lock_dir, _lock_key(spec)).is_free()
 
     def lock_of(self, name: str) -> BoardLock | None:
@@ -316,10 +330,25 @@ class BoardPool:
         held = self.held[name]
         return self._ladder(held).hard_reset()
 
+    def _place_lock(self, place: str) -> PlaceLock:
+        """A place on the farm's labgrid coordinator (one session per process, opened on first use)."""
+        with self._coordinator_opening:
+            if self._coordinator is None:
+                assert self.farm.coordinator is not None  # inventory.py refuses a place without one
+                self._coordinator = Coordinator(self.farm.coordinator)
+            return PlaceLock(self._coordinator, place)
+
     def _prepare(self, spec: BoardSpec) -> Allocated:
-        lock = None
+        lock: BoardLock | PlaceLock | None = None
         emulator = None
-        if not spec.emulator:  # an emulated board belongs to this run alone
+        if spec.place:  # a board on another host: its labgrid place
+            lock = self._place_lock(spec.place)
+            lock.acquire(self.lock_timeout)
+            if lock.took_over:
+                self.log(
+                    f"{spec.name}: took place {spec.place} over from {lock.took_over}, a run that no longer exists"
+                )
+        elif not spec.emulator:  # an emulated board belongs to this run alone
             lock = BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
             lock.acquire(self.lock_timeout)
         try:
@@ -330,6 +359,8 @@ class BoardPool:
                 if spec.emulator:
                     emulator = EMULATORS[spec.emulator]().start()
                     url = emulator.url
+                elif isinstance(lock, PlaceLock):
+                    url = lock.endpoint().url
                 else:
                     url = _port_for(spec)
                 held = Allocated(spec, self._connect(spec, url, enter=False), url, lock, emulator)
@@ -346,7 +377,7 @@ class BoardPool:
             raise
         return held
 
-    def _flash(self, spec: BoardSpec, lock: BoardLock | None) -> Allocated:
+    def _flash(self, spec: BoardSpec, lock: BoardLock | PlaceLock | None) -> Allocated:
         """Flash (or prove) the board's firmware; the board connected, or an error that
         says which image failed, why, and what the board runs now."""
         assert spec.firmware is not None
@@ -439,15 +470,24 @@ class BoardPool:
         def reconnect() -> None:
             with contextlib.suppress(Exception):
                 held.board.close()
-            if held.emulator is None:  # a USB board comes back after a while, maybe under another path
+            if isinstance(held.lock, PlaceLock):  # its exporter may have gone: the coordinator says
+                held.url = held.lock.endpoint().url
+            elif held.emulator is None:  # a USB board comes back after a while, maybe under another path
                 held.url = _port_for(spec, PORT_RETURN_SECONDS)
             held.board = self._connect(spec, held.url)
             held.board.reset_method = self._reset_method(held)
             if spec.deploy and self.deploy:
                 held.deployed = held.board.deploy(spec.deploy)
 
+        def power_cycle() -> str:
+            assert isinstance(held.lock, PlaceLock)
+            held.board.close()
+            return held.lock.power_cycle()
+
         hard_reset = None
-        if spec.reset:
+        if isinstance(held.lock, PlaceLock) and _quietly(held.lock.has_power):  # the place's power switch
+            hard_reset = power_cycle
+        elif spec.reset:
             hard_reset = hard_reset_command
         elif spec.rts_reset:
             hard_reset = pulse_rts
@@ -492,3 +532,6 @@ class BoardPool:
         workers, self._workers = self._workers, None
         if workers is not None:
             workers.shutdown(cancel_futures=True)  # after Ctrl-C: boards not started yet are not
+        coordinator, self._coordinator = self._coordinator, None
+        if coordinator is not None:
+            coordinator.close()

@@ -7,10 +7,11 @@ everything already available, ``pulse_reset`` and ``close``.
 ``open_transport(url)`` picks the class by URL scheme, as pyserial picks its
 URL handlers: ``socket://`` gets :class:`SocketTransport` (TCP_NODELAY, so an
 exchange is not held ~40 ms by Nagle's algorithm, and no 0.3 s sleep on close
-as in pyserial's handler); every other URL goes to pyserial (see
-:class:`SerialTransport` for DTR/RTS and exclusive opening). Ports with a file
-descriptor wait in ``select()``; others (``rfc2217://``, ``loop://``) fall back
-to pyserial's own short read timeout.
+as in pyserial's handler); ``rfc2217://`` gets :class:`Rfc2217Transport` (the
+same socket with telnet.py's RFC 2217 client on it); every other URL goes to
+pyserial (see :class:`SerialTransport` for DTR/RTS and exclusive opening).
+Ports with a file descriptor wait in ``select()``; others (``loop://``) fall
+back to pyserial's own short read timeout.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import serial
 
+from . import telnet
 from .errors import BoardTimeout, ConnectionLost
 
 _POLL_SECONDS = 0.005  # read timeout for ports that cannot be select()ed
@@ -228,7 +230,64 @@ class SocketTransport:
             self._sock.close()
 
 
-_BY_SCHEME: dict[str, type[SocketTransport] | type[SerialTransport]] = {"socket": SocketTransport}
+class Rfc2217Transport(SocketTransport):
+    """Serial over telnet: ``rfc2217://host:port`` (ser2net, labgrid's exporters).
+
+    The telnet layer is :mod:`.telnet`'s own small client, not pyserial's: it
+    opens without waiting for the server to confirm anything (pyserial's takes
+    ~0.5 s, and times out setting DTR/RTS on a server that cannot), and a
+    write is bounded by the socket's timeout like ``socket://``. A query
+    (``?ign_set_control``, pyserial's option) is accepted and has nothing to do.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int = 115200,
+        write_timeout: float = 10.0,
+        dtr: bool = True,
+        rts: bool = True,
+    ) -> None:
+        super().__init__(url.split("?", 1)[0], write_timeout=write_timeout)
+        self.url = url
+        self.dtr, self.rts = dtr, rts
+        self._decoder = telnet.TelnetDecoder()
+        for verb, option in telnet.OPENING_OPTIONS:
+            self._decoder.sent(verb, option)
+        self._send(telnet.opening(baudrate, dtr=dtr, rts=rts))
+
+    def write(self, data: bytes) -> None:
+        self._send(telnet.escape(data))
+
+    def _send(self, wire: bytes) -> None:
+        super().write(wire)
+
+    def read(self, timeout: float) -> bytes:
+        """Data only: telnet commands are answered (if they need it) and dropped."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            data = self._decoder.feed(super().read(max(0.0, deadline - time.monotonic())))
+            if self._decoder.replies:
+                replies, self._decoder.replies = bytes(self._decoder.replies), bytearray()
+                self._send(replies)
+            if data or time.monotonic() >= deadline:
+                return data
+
+    def pulse_reset(self, seconds: float = 0.1) -> None:
+        """RTS alone asserted, then released with DTR low (see SerialTransport.pulse_reset),
+        as COM-PORT-OPTION requests; the server's confirmations are not waited for."""
+        self._send(telnet.control(dtr=False, rts=True))
+        time.sleep(seconds)
+        self._send(telnet.control(rts=False))
+        time.sleep(seconds)
+        self._send(telnet.control(dtr=self.dtr, rts=self.rts))
+
+
+_BY_SCHEME: dict[str, type[SocketTransport] | type[SerialTransport]] = {
+    "socket": SocketTransport,
+    "rfc2217": Rfc2217Transport,
+}
 
 
 def open_transport(

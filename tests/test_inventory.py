@@ -45,8 +45,8 @@ boards:
         "farm.yaml:4: boards[0].baudrate: expected a whole number from 1 to 20000000, got 'fast'",
         "farm.yaml:5: boards[1].name: duplicate board name 'a' (first at farm.yaml:2)",
         "farm.yaml:7: boards[2].name: missing; every board needs a name",
-        "farm.yaml:7: boards[2].port: missing; give 'port' (a device or pyserial URL), 'serial_number' or 'emulator'",
-        "farm.yaml:8: boards[3] (c).port: missing; give 'port' (a device or pyserial URL), 'serial_number' or 'emulator'",
+        "farm.yaml:7: boards[2].port: missing; give 'port' (a device or pyserial URL), 'serial_number', 'emulator' or 'place' (labgrid)",
+        "farm.yaml:8: boards[3] (c).port: missing; give 'port' (a device or pyserial URL), 'serial_number', 'emulator' or 'place' (labgrid)",
         "farm.yaml:9: boards[3].emulatr: unknown key (did you mean 'emulator'?)",
     ]
 
