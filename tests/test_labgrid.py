@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import json
 import os
 import re
 import shutil
@@ -647,3 +648,23 @@ def test_labgrid_pytest_plugin_is_off_here_and_harmless_elsewhere(tmp_path: Path
     assert "labgrid.pytestplugin" in elsewhere.stdout  # loaded: the test above could see it
     assert "test_x.py::test_x[sim] PASSED" in elsewhere.stdout, elsewhere.stdout[-3000:]
     assert elsewhere.returncode == 0
+
+
+def test_boardfarm_list_shows_places_with_their_holders(lab: Lab, tmp_path: Path) -> None:
+    farm = remote_farm(tmp_path / "farm.yaml", lab, extra="  - {name: sim, emulator: microbit}\n")
+    lab.client("-p", "pl-net", "acquire", user="bob")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_boardfarm.cli", "list", "--farm", str(farm), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        lab.client("-p", "pl-net", "release", user="bob")
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["name"]: row for row in json.loads(proc.stdout)}
+    assert rows["remote-raw"]["state"] == "free" and rows["remote-raw"]["source"] == "labgrid"
+    assert rows["remote-raw"]["port"].startswith("socket://127.0.0.1:")
+    assert rows["remote-net"]["state"] == f"held ({HOST}/bob)"
+    assert rows["sim"]["source"] == "farm.yaml" and rows["sim"]["state"] == "free"
