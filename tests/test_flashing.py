@@ -82,6 +82,26 @@ def test_the_emulator_runs_the_embedded_script_at_boot(tmp_path: Path) -> None:
         MicrobitEmulator(firmware=images["bad"]).start(timeout=2)
 
 
+def test_a_slow_boot_script_runs_to_its_end_before_the_board_is_ready(tmp_path: Path) -> None:
+    """The start waits for the boot's prompt: its raw REPL Ctrl-C never cuts a boot script
+    short (under load, it once did, and a flashed image's check saw no APP_VERSION)."""
+    slow = tmp_path / "slow.hex"
+    script = "import microbit\nmicrobit.sleep(400)\nAPP_VERSION = 7\n"
+    slow.write_text(hexfile.embed_script(FIRMWARE.read_text(), script))
+    for _ in range(3):
+        with MicrobitEmulator(firmware=slow) as emu, connect(emu.url, timeout=5) as board:
+            assert board.eval("APP_VERSION") == 7
+
+
+def test_a_boot_script_that_never_ends_is_interrupted_by_the_start(tmp_path: Path) -> None:
+    forever = tmp_path / "forever.hex"
+    forever.write_text(hexfile.embed_script(FIRMWARE.read_text(), "n = 0\nwhile True:\n    n += 1\n"))
+    started = time.monotonic()
+    with MicrobitEmulator(firmware=forever) as emu, connect(emu.url, timeout=5) as board:
+        assert board.eval("n") > 0
+    assert time.monotonic() - started < 15
+
+
 # -- farm.yaml -------------------------------------------------------------------------
 
 

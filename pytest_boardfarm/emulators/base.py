@@ -24,6 +24,7 @@ from ..deadline import Deadline
 from ..errors import BoardError
 
 START_ATTEMPTS = 5
+BOOT_SECONDS = 5.0  # the longest a start waits for the boot's own prompt before interrupting the boot
 _Board = TypeVar("_Board", bound="EmulatedBoard")
 
 
@@ -51,6 +52,10 @@ class EmulatedBoard:
     name: ClassVar[str]  # the farm.yaml ``emulator:`` value
     what: ClassVar[str]  # for messages: "an emulated micro:bit"
     keeps_connection: ClassVar[bool] = False  # hard_reset() keeps the serial connection (else: reconnect)
+    # What the board prints when its boot (and any script the image runs at boot) is
+    # done. A type that sets it holds its boot until the first connection, so the
+    # start sees the whole boot and never interrupts it with the raw REPL's Ctrl-C.
+    boot_prompt: ClassVar[bytes | None] = None
     _proc: subprocess.Popen[bytes] | None = None  # also when __init__ failed: stop() and __del__ rely on it
 
     def __init__(self, *, firmware: Path | None = None, port: int | None = None, host: str = "127.0.0.1") -> None:
@@ -118,8 +123,8 @@ class EmulatedBoard:
             if not self.running():
                 raise EmulatorError(f"{self.what} exited on {self.url}: {self._stderr()}")
             try:
-                with socket.create_connection((self.host, self.port or 0), timeout=deadline.remaining()):
-                    pass
+                with socket.create_connection((self.host, self.port or 0), timeout=deadline.remaining()) as sock:
+                    self._await_boot(sock, Deadline(min(BOOT_SECONDS, deadline.remaining())))
             except OSError:
                 time.sleep(0.01)  # start-up only: the process has not bound its port yet
                 continue
@@ -127,6 +132,22 @@ class EmulatedBoard:
             board.close()
             return
         raise EmulatorError(f"{self.what} on {self.url} did not answer within {timeout:g}s")
+
+    def _await_boot(self, sock: socket.socket, deadline: Deadline) -> None:
+        """Read the boot's output until ``boot_prompt`` (at most until ``deadline``: an
+        image whose boot script never ends is interrupted by the raw REPL after it)."""
+        if self.boot_prompt is None:
+            return
+        seen = b""
+        while not deadline.expired() and self.boot_prompt not in seen and self.running():
+            sock.settimeout(max(0.01, min(0.1, deadline.remaining())))
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            seen = seen[-64:] + data
 
     def start(self: _Board, timeout: float = 15.0) -> _Board:
         """Start the process and wait for the board, retrying within ``timeout`` in all.

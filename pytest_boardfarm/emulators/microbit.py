@@ -31,6 +31,7 @@ class MicrobitEmulator(EmulatedBoard):
     name = "microbit"
     what = "an emulated micro:bit"
     keeps_connection = True  # QEMU's system_reset: the same process, the same socket
+    boot_prompt = b">>> "  # after the banner; an image's boot script runs before it
 
     def __init__(
         self,
@@ -54,7 +55,8 @@ class MicrobitEmulator(EmulatedBoard):
         return [
             *program, "-M", "microbit", "-display", "none", "-monitor", "stdio",
             "-device", f"loader,file={self.firmware}",
-            "-serial", f"tcp:{self.host}:{self.port},server=on,wait=off,nodelay=on",
+            # wait=on: the chip starts when start() connects, so no boot output is lost
+            "-serial", f"tcp:{self.host}:{self.port},server=on,wait=on,nodelay=on",
         ]  # fmt: skip
 
     def hard_reset(self) -> None:
