@@ -393,19 +393,22 @@ class Terminal:
             self.master = -1
 
 
+def read_until(sock: socket.socket, wanted: bytes, deadline: float, seen: bytes = b"") -> bytes:
+    while wanted not in seen:
+        assert time.monotonic() < deadline, seen
+        seen += sock.recv(256)
+    return seen
+
+
 def start_ticking(url: str) -> None:
     """Leave the board printing ticks with nobody connected: a program a monitor should show."""
     host, port = url.removeprefix("socket://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"\r\x03\x03\x01")
-        seen, deadline = b"", time.monotonic() + 10
-        while b"raw REPL; CTRL-B to exit\r\n>" not in seen:
-            assert time.monotonic() < deadline, seen
-            seen += sock.recv(256)
+        deadline = time.monotonic() + 10
+        seen = read_until(sock, b"raw REPL; CTRL-B to exit\r\n>", deadline)
         sock.sendall(b"import microbit\nfor i in range(400):\n    print('tick', i)\n    microbit.sleep(100)\n\x04")
-        while b"OK" not in seen:
-            assert time.monotonic() < deadline, seen
-            seen += sock.recv(256)
+        read_until(sock, b"OK", deadline, seen)
 
 
 def test_monitor_streams_output_holding_the_lock_and_ctrl_bracket_leaves(
@@ -501,10 +504,7 @@ def enter_raw_repl_and_leave(url: str) -> None:
     host, port = url.removeprefix("socket://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"\r\x03\x03\x01")
-        seen, deadline = b"", time.monotonic() + 10
-        while b"raw REPL; CTRL-B to exit\r\n>" not in seen:
-            assert time.monotonic() < deadline, seen
-            seen += sock.recv(256)
+        read_until(sock, b"raw REPL; CTRL-B to exit\r\n>", time.monotonic() + 10)
 
 
 def test_repl_on_a_board_left_in_its_raw_repl_shows_the_banner_and_prompt(
