@@ -8,18 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from .test_plugin import EMULATED_FARM as FARM
 from .test_plugin import outcomes, run
 from .test_webassembly import _installed as _wasm_missing
-
-FARM = """\
-locks: {{dir: {locks}}}
-boards:
-  - name: sim-1
-    emulator: microbit
-    tags: [fast]
-  - name: sim-2
-    emulator: microbit
-"""
 
 MATH = """\
 import gc
