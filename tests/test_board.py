@@ -224,6 +224,37 @@ def test_deploy_refuses_links_out_of_the_tree(mb: Board, tmp_path: Path) -> None
         mb.deploy(app)
 
 
+# -- timeouts a call names -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, float("nan"), float("inf")])
+def test_a_bad_timeout_is_refused_before_anything_runs(mb: Board, bad: float) -> None:
+    mb.exec("_bf_t_ran = 0")
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.exec("_bf_t_ran = 1", timeout=bad)
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.start("_bf_t_ran = 2", timeout=bad)
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.expect("never printed", timeout=bad)
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.interrupt(timeout=bad)
+    assert not mb.running
+    assert mb.eval("_bf_t_ran") == 0
+
+
+def test_a_zero_timeout_means_now(mb: Board) -> None:
+    with pytest.raises(BoardTimeout):
+        mb.expect("never printed", timeout=0)
+    assert mb.eval("1 + 1") == 2
+
+
+def test_a_bad_board_timeout_is_refused_at_connect(emulator: MicrobitEmulator) -> None:
+    with pytest.raises(ValueError, match="timeout.*nan"):
+        connect(emulator.url, timeout=float("nan"))
+    with connect(emulator.url, timeout=10) as board:  # the port was closed: the board is free
+        assert board.eval("2 + 2") == 4
+
+
 # -- entering the raw REPL from any state --------------------------------------
 
 
