@@ -224,6 +224,30 @@ def test_deploy_refuses_links_out_of_the_tree(mb: Board, tmp_path: Path) -> None
         mb.deploy(app)
 
 
+@pytest.mark.parametrize(
+    ("bad", "refusal"),
+    [("z_link.txt", "z_link.txt.*outside"), ("z_dir", "z_dir.*outside"), ("z_sub", "z_sub/c.py.*flat")],
+)
+def test_deploy_checks_the_whole_tree_before_copying_anything(
+    mb: Board, tmp_path: Path, bad: str, refusal: str
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "a.py").write_text("A = 1\n")  # sorts before the bad entry: it used to be copied first
+    (app / "b.py").write_text("B = 1\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("s")
+    if bad == "z_sub":  # a directory, on the micro:bit's flat file system
+        (app / bad).mkdir()
+        (app / bad / "c.py").write_text("C = 1\n")
+    else:
+        (app / bad).symlink_to(outside / "secret.txt" if bad.endswith(".txt") else outside)
+    with pytest.raises((BoardError, UnsupportedOperation), match=refusal):
+        mb.deploy(app)
+    assert mb.ls() == []
+
+
 # -- timeouts a call names -------------------------------------------------------
 
 
