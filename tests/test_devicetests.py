@@ -271,6 +271,42 @@ def test_device_files_are_never_imported_on_the_host(pytester: pytest.Pytester) 
     assert result.ret == 0
 
 
+ELSEWHERE = "import machine\nraise RuntimeError('imported on the host')\n\ndef test_far():\n    pass\n"
+
+
+def test_symlinked_directories_in_a_device_path_are_not_followed(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """A link to a directory, inside or outside the device path, is never walked: its files
+    are neither sent to boards nor, being outside the device path, imported on the host."""
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    (device / "sub").mkdir(parents=True)
+    write(device, test_ok__py="def test_ok():\n    pass\n")
+    write(device / "sub", test_sub__py="def test_sub():\n    pass\n")
+    elsewhere = tmp_path / "elsewhere"  # outside the rootdir
+    elsewhere.mkdir()
+    write(elsewhere, test_elsewhere__py=ELSEWHERE)
+    (device / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (device / "alias").symlink_to(device / "sub", target_is_directory=True)
+    result = run(pytester, "--collect-only", "-qq")
+    text = result.stdout.str()
+    assert result.ret == 0, text
+    assert sorted(line for line in result.outlines if "::" in line) == [
+        "device/sub/test_sub.py::test_sub",
+        "device/test_ok.py::test_ok",
+    ]
+    assert "imported on the host" not in text and "machine" not in text
+    assert re.search(r"device/alias: a symlinked directory in a device test path is not followed", text)
+    assert re.search(r"device/linked: a symlinked directory in a device test path is not followed", text)
+    # Named on the command line, the file is still never imported on the host: a collection error.
+    result = run(pytester, "--collect-only", "-qq", "device/linked/test_elsewhere.py")
+    text = result.stdout.str()
+    assert "imported on the host" not in text and "No module named 'machine'" not in text
+    assert (
+        "device/linked/test_elsewhere.py is reached through a symlink that leads outside the device test path" in text
+    )
+    assert result.ret == 2
+
+
 def test_bad_selection_literal_is_a_collection_error(project: Path, pytester: pytest.Pytester) -> None:
     write(project, test_bad__py="import gc\nboardfarm = {'platfrom': 'rp2040'}\n\ndef test_a():\n    pass\n")
     result = run(pytester, "--farm", "farm.yaml", "--collect-only")
