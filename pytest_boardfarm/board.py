@@ -8,6 +8,7 @@ call names one); a runaway program is interrupted and the board stays usable.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,16 @@ def as_bytes_pattern(pattern: Pattern) -> re.Pattern[bytes]:
         flags = pattern.flags & ~re.UNICODE
         return re.compile(source.encode("utf-8") if isinstance(source, str) else source, flags)
     return re.compile(pattern.encode("utf-8") if isinstance(pattern, str) else pattern)
+
+
+def checked_timeout(seconds: float, name: str) -> float:
+    """``seconds`` if it is a deadline; else a ValueError naming it. A negative timeout would
+    still run the code and NaN would never expire; 0 means "now", as in Deadline."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"{name}: timeout must be a number of seconds, got {seconds!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name}: timeout must be a finite number of seconds, 0 or more, got {seconds!r}")
+    return float(seconds)
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,11 @@ class Board:
     # -- running code ----------------------------------------------------------
 
     def _deadline(self, timeout: float | None) -> Deadline:
-        return Deadline(self.timeout if timeout is None else timeout)
+        return Deadline(self._seconds(timeout))
+
+    def _seconds(self, timeout: float | None) -> float:
+        """The call's timeout (the board's when None), checked before anything is sent."""
+        return checked_timeout(self.timeout if timeout is None else timeout, self.name)
 
     def _ready(self, deadline: Deadline, *, raise_background: bool = True) -> None:
         """Back at the idle raw prompt before an exchange: a background program is stopped
@@ -153,7 +168,7 @@ class Board:
 
     def interrupt(self, timeout: float | None = None) -> None:
         """Stop whatever runs (Ctrl-C) and return to an idle raw REPL."""
-        self._repl.recover(self.timeout if timeout is None else timeout)
+        self._repl.recover(self._seconds(timeout))
 
     @property
     def interrupt_failed(self) -> bool:
@@ -324,6 +339,7 @@ class Board:
         rts: bool = True,
     ) -> B:
         """Open the port only: for a caller that gets to the raw REPL itself (or recovers the board first)."""
+        checked_timeout(timeout, name or url)  # before the port is opened
         transport = open_transport(url, baudrate=baudrate, write_timeout=timeout, dtr=dtr, rts=rts)
         return cls(transport, name=name or url, timeout=timeout, pacing=pacing)
 

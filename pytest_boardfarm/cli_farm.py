@@ -225,18 +225,20 @@ def _ports(args: argparse.Namespace) -> int:
 
 
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", help="the farm file (default: found as pytest finds it)")
+    parser.add_argument("path", nargs="?", help="the farm file (default: --farm, else found as pytest finds it)")
+    add_farm_option(parser)
 
 
 def _check(args: argparse.Namespace) -> int:
     """Every problem as file:line: key: message (what editors and CI read); exit 1 if any."""
-    if args.path:
-        path = Path(args.path)
-    else:
-        found = find_farm_file(None, *ini_setting(Path.cwd()))
-        if found is None:
-            raise UsageError("no farm inventory to check: give PATH, set $BOARDFARM_INVENTORY or boardfarm_inventory")
-        path = found.path
+    if args.path and args.farm and Path(args.path).resolve() != Path(args.farm).resolve():
+        raise UsageError(f"two farm files to check: {args.path} and --farm {args.farm}; give one")
+    found = find_farm_file(args.path or args.farm, *ini_setting(Path.cwd()))
+    if found is None:
+        raise UsageError(
+            "no farm inventory to check: give PATH or --farm PATH, set $BOARDFARM_INVENTORY or boardfarm_inventory"
+        )
+    path = found.path
     try:
         farm = load_farm(path)
     except FarmConfigError as exc:

@@ -9,6 +9,11 @@ the host; instead:
 - any ``foo.py`` with ``foo.py.exp`` beside it is an *output test* (MicroPython's
   run-tests convention): one test per board, its output must equal the file.
 
+A symlinked directory inside a device test path is never walked (a warning names
+it): its files are neither device tests nor imported on the host. A file reached
+through a link that leads out of the device path (named on the command line) is
+a collection error.
+
 Each file becomes a :class:`pytest.Module` whose object is made here, on the
 host, from the parsed source: one stand-in function per device test, named and
 placed (file, line) as the user wrote it, asking for the ``board`` fixture
@@ -23,7 +28,9 @@ import fnmatch
 import glob
 import os
 import types
+import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,22 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
+@dataclass(frozen=True)
+class DeviceRoot:
+    """One device test path: as the ini option names it under the rootdir, and resolved."""
+
+    path: Path  # absolute, links in it not followed: what pytest's walk sees
+    real: Path
+
+    def holds(self, path: Path) -> bool:
+        """Is ``path`` (absolute, as pytest names it) in this device path, whatever its links?"""
+        return _within(_lexical(path), self.path)
+
+    def keeps(self, path: Path) -> bool:
+        """Does ``path`` really lie in this device path once every link is followed?"""
+        return _within(path.resolve(), self.real)
+
+
 class DeviceTests:
     """The collection side: which files are device tests, and their collectors."""
 
@@ -58,8 +81,16 @@ class DeviceTests:
         self.roots = device_roots(config.rootpath, config.getini(INI))
 
     def kind(self, path: Path) -> type[pytest.File] | None:
-        """The collector for a file under the device test paths, or None for any other file."""
-        if path.suffix != ".py" or not self._under_roots(path):
+        """The collector for a file under the device test paths, or None for any other file.
+
+        A file named under a device path is never the host's, even when a link takes it
+        elsewhere (that is a collection error); a file a link outside takes into one is ours too.
+        """
+        if path.suffix != ".py":
+            return None
+        if any(root.holds(path) and not root.keeps(path) for root in self.roots):
+            return LinkedOutside
+        if not any(root.holds(path) or root.keeps(path) for root in self.roots):
             return None
         if Path(f"{path}.exp").is_file():
             return OutputModule
@@ -68,9 +99,20 @@ class DeviceTests:
             return DeviceModule
         return NotATest
 
-    def _under_roots(self, path: Path) -> bool:
-        resolved = path.resolve()
-        return any(resolved == root or root in resolved.parents for root in self.roots)
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        """A symlinked directory inside a device path is not walked: it may lead anywhere
+        (outside the rootdir, into host code), and one inside would collect tests twice."""
+        if not collection_path.is_symlink() or not collection_path.is_dir():
+            return None
+        if not any(root.holds(collection_path) and _lexical(collection_path) != root.path for root in self.roots):
+            return None
+        shown = os.path.relpath(collection_path, self.config.rootpath)
+        message = (
+            f"{shown}: a symlinked directory in a device test path is not followed "
+            f"(it points to {collection_path.resolve()}); name the real directory in {INI}"
+        )
+        warnings.warn_explicit(message, pytest.PytestCollectionWarning, str(collection_path), 0)
+        return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector) -> pytest.File | None:
@@ -91,20 +133,30 @@ class DeviceTests:
         return (yield)
 
 
-def device_roots(rootdir: Path, entries: list[str]) -> list[Path]:
-    """The ini option's entries, resolved; each must match something inside the rootdir."""
+def device_roots(rootdir: Path, entries: list[str]) -> list[DeviceRoot]:
+    """The ini option's entries; each must match something inside the rootdir."""
+    base = _lexical(rootdir)
     root = rootdir.resolve()
-    found: list[Path] = []
+    found: list[DeviceRoot] = []
     for entry in entries:
-        matches = sorted(glob.glob(str(root / entry), recursive=True))
+        matches = sorted(glob.glob(str(base / entry), recursive=True))
         if not matches:
             raise pytest.UsageError(f"ini option {INI}: {entry!r} matches nothing under the rootdir {root}")
         for match in matches:
             path = Path(match).resolve()
-            if path != root and root not in path.parents:
+            if not _within(path, root):
                 raise pytest.UsageError(f"ini option {INI}: {entry!r} leads outside the rootdir {root}")
-            found.append(path)
+            found.append(DeviceRoot(_lexical(Path(match)), path))
     return found
+
+
+def _lexical(path: Path) -> Path:
+    """Absolute and normalised, links left as they are (as pytest names paths)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def _python_takes(path: Path, parent: pytest.Collector) -> bool:
@@ -121,6 +173,18 @@ class NotATest(pytest.File):
 
     def collect(self) -> list[pytest.Item]:
         return []
+
+
+class LinkedOutside(pytest.File):
+    """A file named under a device path that a link takes out of it: neither a device test
+    nor the host's, so an error rather than a silent skip."""
+
+    def collect(self) -> list[pytest.Item]:
+        shown = os.path.relpath(self.path, self.config.rootpath)
+        raise self.CollectError(
+            f"{shown} is reached through a symlink that leads outside the device test path "
+            f"(to {self.path.resolve()}); it is not collected, on the boards or on the host"
+        )
 
 
 class _HostModule(pytest.Module):

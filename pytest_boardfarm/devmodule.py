@@ -5,8 +5,8 @@ The module is cut into top-level statements (*chunks*): the test functions
 the rest (imports, helpers, ``setup``/``teardown``), sent once per board. The
 ``boardfarm = {...}`` literal is read here with ``ast.literal_eval`` and never
 sent. A board names the source it runs ``<stdin>`` or ``<string>`` and counts
-lines from the chunk's start; :meth:`DeviceSource.traceback` puts the user's
-file name and line numbers back.
+lines from the chunk's start, in a traceback and in a SyntaxError alike;
+:meth:`DeviceSource.traceback` puts the user's file name and line numbers back.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from .selection import marker_problems
 SELECTION_NAME = "boardfarm"
 SETUP_NAMES = ("setup", "teardown", "setup_function", "teardown_function")
 _FRAME = re.compile(r'^(\s*)File "(<stdin>|<string>)", line (\d+), in (\S+)\s*$')
+# A SyntaxError's frame has no function: the compiler's, for the source it was given.
+_COMPILE_FRAME = re.compile(r'^(\s*)File "(<stdin>|<string>)", line (\d+)\s*$')
 _RUNNER_PREFIX = "_bf"
 # Adjacent top-level statements (imports, constants, small helpers) go to the board
 # together up to this many lines: one exchange instead of one each.
@@ -70,6 +72,11 @@ class DeviceSource:
         innermost one: module-level code of ``running`` that failed.
         """
         lines = text.splitlines()
+        if running is not None and (compiled := _compile_error(lines)) is not None:
+            at, margin, line_in_chunk = compiled  # the chunk never ran: its line is the only frame
+            head = [line for line in lines[:at] if not _FRAME.match(line)]
+            lines[: at + 1] = [*head, f'{margin}File "{self.path}", line {running.first + line_in_chunk - 1}']
+            return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
         module_frames = [i for i, line in enumerate(lines) if (m := _FRAME.match(line)) and m.group(4) == "<module>"]
         keep = module_frames[-1] if keep_module_frame and module_frames else None
         out = []
@@ -88,6 +95,25 @@ class DeviceSource:
                 continue
             out.append(f'{indent}File "{self.path}", line {chunk.first + int(number) - 1}, in {name}')
         return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _compile_error(lines: list[str]) -> tuple[int, str, int] | None:
+    """Where the board could not compile the source it was sent: (index, indent, line).
+
+    Its frame has no function name and comes first, or after only the ``<module>``
+    frames of ``<stdin>`` that ran a staged source with ``exec()``. A SyntaxError
+    from the test's own ``exec``/``eval`` of a string follows the test's frames and
+    is left as the board printed it. (One case looks the same and is mapped too:
+    top-level code that execs a bad string, unstaged, from its part's first lines.)
+    """
+    for index, line in enumerate(lines):
+        match = _COMPILE_FRAME.match(line)
+        if match:
+            return index, match.group(1), int(match.group(3))
+        frame = _FRAME.match(line)
+        if frame and (frame.group(2) != "<stdin>" or frame.group(4) != "<module>"):
+            return None
+    return None
 
 
 def failed_line(traceback: str, path: str) -> int | None:

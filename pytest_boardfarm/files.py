@@ -299,13 +299,19 @@ class RemoteFiles:
         return "_bf_sha" if self.features.hashlib else "_bf_adler"
 
     def deploy(self, local_dir: Path, remote_dir: str = "/") -> DeployResult:
-        """Copy a tree; files already identical on the board are skipped."""
+        """Copy a tree; files already identical on the board are skipped.
+
+        The whole tree is checked first (no link out of it, every board path one
+        this board can hold), so a tree that is refused leaves nothing copied.
+        """
         result = DeployResult()
         root = Path(local_dir).resolve()
         if not root.is_dir():
             raise BoardError(f"deploy: {local_dir} is not a directory")
-        for local, rel in _tree(root):
-            remote = f"{remote_dir.rstrip('/')}/{rel}"
+        plan = [(local, rel, f"{remote_dir.rstrip('/')}/{rel}") for local, rel in _tree(root)]
+        for _, _, remote in plan:
+            self.path(remote)  # refuses a path this board cannot hold, before anything is copied
+        for local, rel, remote in plan:
             data = local.read_bytes()
             with self._using("_bf_state", self._summer):  # defined once for the whole tree
                 if self.matches(data, remote):
@@ -319,17 +325,19 @@ class RemoteFiles:
         return result
 
 
-def _tree(root: Path) -> Iterator[tuple[Path, str]]:
-    """Files below ``root`` (hidden files and __pycache__ left out), never outside it."""
+def _tree(root: Path) -> list[tuple[Path, str]]:
+    """Files below ``root`` (hidden files and __pycache__ left out); a link, to a file or a
+    directory, that leads outside ``root`` refuses the whole tree."""
+    files = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
             continue
-        if not path.is_file():
-            continue
         if not path.resolve().is_relative_to(root):
-            raise BoardError(f"deploy: {path} points outside {root}")
-        yield path, rel.as_posix()
+            raise BoardError(f"deploy: {path} points outside {root}; nothing was copied")
+        if path.is_file():
+            files.append((path, rel.as_posix()))
+    return files
 
 
 def _chunks_printed(out: str) -> Iterator[bytes]:

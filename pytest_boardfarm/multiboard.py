@@ -8,6 +8,9 @@ test), with an id naming them in role order (``test_radio[sim-1+sim-2]``):
   board plays every role it matches at least once (3 boards, 2 roles: 3);
 - ``pairing="all"``: every ordered combination (3 boards, 2 roles: 6).
 
+A ``@pytest.mark.board(...)`` on the test (or its module or class) narrows the
+boards every role picks from, as it narrows a single-board test's boards.
+
 The boards are the test's ``boards`` parameter (a tuple of names, identity.py).
 They are acquired together or not at all (``BoardPool.acquire_together``), and
 a process runs its multi-board tests after all its single-board tests, so it
@@ -47,6 +50,7 @@ ROLE_KEYS = ("name", "platform", "tags")
 # beyond it a greedy cover is used (never more than a few extra items).
 SEARCH_LIMIT = 50_000
 USED_KEY = pytest.StashKey["list[BoardUse]"]()
+ANY_BOARD = Filters()
 
 
 @dataclass(frozen=True)
@@ -127,13 +131,23 @@ def _greedy_cover(covers: list[set[tuple[int, str]]], needed: set[tuple[int, str
     return chosen
 
 
-def no_combination_reason(farm: Farm, command_line: Filters, request: BoardsRequest) -> str:
-    available = selected_boards(farm, command_line)
+def no_combination_reason(
+    farm: Farm, command_line: Filters, request: BoardsRequest, narrowed: Filters = ANY_BOARD
+) -> str:
+    available = narrowed.apply(selected_boards(farm, command_line))
     parts = []
     for role, filters in request.roles:
         matching = ", ".join(b.name for b in filters.apply(available)) or "none"
         parts.append(f"{role} ({filters.describe()}: {matching})")
-    return f"no combination of distinct boards for roles {'; '.join(parts)}"
+    among = "" if narrowed == ANY_BOARD else f", among the boards @pytest.mark.board({narrowed.describe()}) selects"
+    return f"no combination of distinct boards for roles {'; '.join(parts)}{among}"
+
+
+def board_marker_filters(definition: pytest.Item) -> Filters:
+    """``@pytest.mark.board``'s filters (its closest one, as for a single-board test): on a
+    multi-board test they narrow the boards every role may pick from; its timeouts apply too."""
+    marker = definition.get_closest_marker("board")
+    return Filters.from_marker(marker.kwargs if marker else {})
 
 
 def order_multi_last(items: list[pytest.Item], *, group_singles: bool) -> list[pytest.Item]:
@@ -181,11 +195,12 @@ class MultiBoards:
             raise pytest.Collector.CollectError("\n".join(f"{where}: {p}" for p in problems))
         if BOARDS_ARG not in metafunc.fixturenames:
             return
-        available = selected_boards(self.session.farm, self.session.command_line)
+        narrowed = board_marker_filters(metafunc.definition)
+        available = narrowed.apply(selected_boards(self.session.farm, self.session.command_line))
         candidates = [[b.name for b in filters.apply(available)] for _, filters in request.roles]
         combos = combinations(candidates, request.pairing)
         if not combos:
-            reason = no_combination_reason(self.session.farm, self.session.command_line, request)
+            reason = no_combination_reason(self.session.farm, self.session.command_line, request, narrowed)
             skip = pytest.param(None, id="no-boards", marks=pytest.mark.skip(reason=reason))
             metafunc.parametrize(BOARDS_ARG, [skip], indirect=True)
             return

@@ -224,6 +224,61 @@ def test_deploy_refuses_links_out_of_the_tree(mb: Board, tmp_path: Path) -> None
         mb.deploy(app)
 
 
+@pytest.mark.parametrize(
+    ("bad", "refusal"),
+    [("z_link.txt", "z_link.txt.*outside"), ("z_dir", "z_dir.*outside"), ("z_sub", "z_sub/c.py.*flat")],
+)
+def test_deploy_checks_the_whole_tree_before_copying_anything(
+    mb: Board, tmp_path: Path, bad: str, refusal: str
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "a.py").write_text("A = 1\n")  # sorts before the bad entry: it used to be copied first
+    (app / "b.py").write_text("B = 1\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("s")
+    if bad == "z_sub":  # a directory, on the micro:bit's flat file system
+        (app / bad).mkdir()
+        (app / bad / "c.py").write_text("C = 1\n")
+    else:
+        (app / bad).symlink_to(outside / "secret.txt" if bad.endswith(".txt") else outside)
+    with pytest.raises((BoardError, UnsupportedOperation), match=refusal):
+        mb.deploy(app)
+    assert mb.ls() == []
+
+
+# -- timeouts a call names -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, float("nan"), float("inf")])
+def test_a_bad_timeout_is_refused_before_anything_runs(mb: Board, bad: float) -> None:
+    mb.exec("_bf_t_ran = 0")
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.exec("_bf_t_ran = 1", timeout=bad)
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.start("_bf_t_ran = 2", timeout=bad)
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.expect("never printed", timeout=bad)
+    with pytest.raises(ValueError, match=f"timeout.*{bad!r}"):
+        mb.interrupt(timeout=bad)
+    assert not mb.running
+    assert mb.eval("_bf_t_ran") == 0
+
+
+def test_a_zero_timeout_means_now(mb: Board) -> None:
+    with pytest.raises(BoardTimeout):
+        mb.expect("never printed", timeout=0)
+    assert mb.eval("1 + 1") == 2
+
+
+def test_a_bad_board_timeout_is_refused_at_connect(emulator: MicrobitEmulator) -> None:
+    with pytest.raises(ValueError, match="timeout.*nan"):
+        connect(emulator.url, timeout=float("nan"))
+    with connect(emulator.url, timeout=10) as board:  # the port was closed: the board is free
+        assert board.eval("2 + 2") == 4
+
+
 # -- entering the raw REPL from any state --------------------------------------
 
 

@@ -139,6 +139,21 @@ def test_check_of_a_missing_file_says_so(tmp_path: Path) -> None:
     assert done.returncode == 1 and "cannot read the farm inventory" in done.stdout
 
 
+def test_check_takes_the_farm_as_the_other_commands_do(tmp_path: Path) -> None:
+    """``check --farm PATH`` is ``check PATH``, and wins over $BOARDFARM_INVENTORY as --farm does elsewhere."""
+    good = tmp_path / "good.yaml"
+    good.write_text("boards:\n  - {name: a, port: /dev/nonexistent-tty}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("boards:\n  - {name: b}\n")
+    done = boardfarm("check", "--farm", str(good), env={**os.environ, "BOARDFARM_INVENTORY": str(bad)})
+    assert (done.returncode, done.stdout.strip()) == (0, f"{good}: ok, 1 board"), done.stderr
+    done = boardfarm("check", "--farm", str(bad))
+    assert done.returncode == 1 and done.stdout.splitlines()[-1] == f"1 problem in {bad}"
+    assert boardfarm("check", "--farm", str(good), str(good)).returncode == 0  # the same file twice is fine
+    done = boardfarm("check", "--farm", str(good), str(bad))
+    assert done.returncode == 2 and "two farm files" in done.stderr
+
+
 # -- list ---------------------------------------------------------------------------------------
 
 HOLDING_SUITE = """

@@ -199,6 +199,30 @@ def test_module_level_code_keeps_its_own_frame_only() -> None:
     assert mapped.splitlines()[1:] == ['  File "t.py", line 3, in <module>', "ZeroDivisionError: x"]
 
 
+@pytest.mark.parametrize(
+    ("board_says", "frame"),
+    [
+        ('  File "<stdin>", line 3\n', '  File "t.py", line 6'),  # sent whole
+        (  # staged: exec() of the collected source
+            '  File "<stdin>", line 2, in <module>\n  File "<stdin>", line 1, in <module>\n  File "<string>", line 3\n',
+            '  File "t.py", line 6',
+        ),
+        (  # the test's own exec() of a bad string: the board's frame for it stays
+            '  File "<stdin>", line 1, in <module>\n  File "<stdin>", line 16, in _bf_t\n'
+            '  File "<stdin>", line 3, in test_b\n  File "<string>", line 1\n',
+            '  File "t.py", line 6, in test_b\n  File "<string>", line 1',
+        ),
+    ],
+    ids=["sent-whole", "staged", "own-exec"],
+)
+def test_a_syntax_error_the_board_found_names_the_users_line(board_says: str, frame: str) -> None:
+    source = parse("t.py", "def test_a():\n    pass\n\ndef test_b():\n    x = 1\n    return f'{x}'\n")
+    text = f"Traceback (most recent call last):\n{board_says}SyntaxError: invalid syntax\n"
+    defining = "_bf_t" not in board_says  # the def sent, or the test run (runner.run's two steps)
+    mapped = source.traceback(text, source.tests["test_b"], keep_module_frame=defining)
+    assert mapped == f"Traceback (most recent call last):\n{frame}\nSyntaxError: invalid syntax\n"
+
+
 def test_a_users_message_is_kept_and_the_values_follow() -> None:
     traceback = 'Traceback (most recent call last):\n  File "t.py", line 1, in test_a\nAssertionError: too small\n'
     shown = describe_failure("sim-1", traceback, "t.py", ["assert n > 3, 'too small'"], "assert 2 > 3")

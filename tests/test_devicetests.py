@@ -217,6 +217,69 @@ def test_function_tests_run_per_board_and_report_like_host_tests(
     )
 
 
+# Valid Python that MicroPython 1.9 (the micro:bit's) cannot compile: f-strings came in 1.17.
+SYNTAX_IN_BODY = """\
+import gc
+
+
+def test_fine():
+    assert gc.mem_free() > 0
+
+
+def test_fstring():
+    x = 1
+    s = f"{x}"
+    assert s == "1"
+
+
+def test_after():
+    assert 1 + 1 == 2
+"""
+SYNTAX_AT_TOP = """\
+def test_first():
+    pass
+
+
+TABLE = [1, 2, 3]
+NAME = f"{TABLE}"
+
+
+def test_second():
+    pass
+"""
+
+
+def test_a_board_side_syntax_error_names_the_users_file_and_line(
+    project: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The board compiles each part of the module as ``<stdin>`` (or ``<string>`` when staged),
+    counting lines from the part's start: its SyntaxError is mapped back like any frame."""
+    write(project, test_syntax_body__py=SYNTAX_IN_BODY, test_syntax_top__py=SYNTAX_AT_TOP)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))  # ::error annotations: the line
+    result = run(pytester, "--farm", "farm.yaml", "--board", "sim-1")
+    assert outcomes(result) == {
+        "device/test_syntax_body.py::test_fine[sim-1]": "PASSED",
+        "device/test_syntax_body.py::test_fstring[sim-1]": "FAILED",
+        "device/test_syntax_body.py::test_after[sim-1]": "PASSED",
+        "device/test_syntax_top.py::test_first[sim-1]": "ERROR",  # loading the module: as a failing setup
+        "device/test_syntax_top.py::test_second[sim-1]": "ERROR",
+    }
+    text = result.stdout.str()
+    shown = re.findall(r"traceback on sim-1:\n(.*?)\n(?:-{3,}|_{3,}|={3,})", text, re.S)
+    assert len(shown) == 3 and not any("<stdin>" in t or "<string>" in t for t in shown)  # the serial log has them
+    assert (
+        "traceback on sim-1:\nTraceback (most recent call last):\n"
+        '  File "device/test_syntax_body.py", line 10\n    s = f"{x}"\nSyntaxError: '
+    ) in text
+    assert (
+        "traceback on sim-1:\nTraceback (most recent call last):\n"
+        '  File "device/test_syntax_top.py", line 6\n    NAME = f"{TABLE}"\nSyntaxError: '
+    ) in text
+    assert "::error file=device/test_syntax_body.py,line=10,title=test_fstring[sim-1]" in text
+    assert "::error file=device/test_syntax_top.py,line=6,title=test_first[sim-1]" in text
+    assert "::error file=device/test_syntax_top.py,line=6,title=test_second[sim-1]" in text
+
+
 def test_fifty_functions_run_on_a_micro_bit(project: Path, pytester: pytest.Pytester) -> None:
     body = "".join(
         f"def test_{i:02d}():\n    values = [x * {i} for x in range(8)]\n    assert sum(values) == {28 * i}\n"
@@ -260,6 +323,42 @@ def test_device_files_are_never_imported_on_the_host(pytester: pytest.Pytester) 
     result = run(pytester, "--collect-only", "-q")
     assert "<Function test_pin>" in result.stdout.str()
     assert result.ret == 0
+
+
+ELSEWHERE = "import machine\nraise RuntimeError('imported on the host')\n\ndef test_far():\n    pass\n"
+
+
+def test_symlinked_directories_in_a_device_path_are_not_followed(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """A link to a directory, inside or outside the device path, is never walked: its files
+    are neither sent to boards nor, being outside the device path, imported on the host."""
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    (device / "sub").mkdir(parents=True)
+    write(device, test_ok__py="def test_ok():\n    pass\n")
+    write(device / "sub", test_sub__py="def test_sub():\n    pass\n")
+    elsewhere = tmp_path / "elsewhere"  # outside the rootdir
+    elsewhere.mkdir()
+    write(elsewhere, test_elsewhere__py=ELSEWHERE)
+    (device / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (device / "alias").symlink_to(device / "sub", target_is_directory=True)
+    result = run(pytester, "--collect-only", "-qq")
+    text = result.stdout.str()
+    assert result.ret == 0, text
+    assert sorted(line for line in result.outlines if "::" in line) == [
+        "device/sub/test_sub.py::test_sub",
+        "device/test_ok.py::test_ok",
+    ]
+    assert "imported on the host" not in text and "machine" not in text
+    assert re.search(r"device/alias: a symlinked directory in a device test path is not followed", text)
+    assert re.search(r"device/linked: a symlinked directory in a device test path is not followed", text)
+    # Named on the command line, the file is still never imported on the host: a collection error.
+    result = run(pytester, "--collect-only", "-qq", "device/linked/test_elsewhere.py")
+    text = result.stdout.str()
+    assert "imported on the host" not in text and "No module named 'machine'" not in text
+    assert (
+        "device/linked/test_elsewhere.py is reached through a symlink that leads outside the device test path" in text
+    )
+    assert result.ret == 2
 
 
 def test_bad_selection_literal_is_a_collection_error(project: Path, pytester: pytest.Pytester) -> None:

@@ -167,6 +167,43 @@ def test_a_typo_in_the_marker_is_a_collection_error(pytester: pytest.Pytester, t
     assert "unknown filter 'tag' (did you mean 'tags'?)" in result.stdout.str()
 
 
+def test_a_board_marker_narrows_every_role_of_a_multi_board_test(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """``@pytest.mark.board`` filters (here from a module's pytestmark) apply to a multi-board
+    test as they do to a single-board one: every role picks among the boards it matches."""
+    write_farm(pytester.path / "farm.yaml", tmp_path / "locks", three=True)
+    pytester.makepyfile(
+        test_narrowed="""
+import pytest
+
+pytestmark = pytest.mark.board(tags=["radio"], timeout=20)
+
+@pytest.mark.boards(a={}, b={})
+def test_radio_pair(boards):
+    print("PAIR", boards["a"].name, boards["b"].name, boards["a"].timeout)
+
+@pytest.mark.board(name="sim-3")
+@pytest.mark.boards(a={}, b={})
+def test_one_board_for_two_roles(boards):
+    pass
+"""
+    )
+    result = run(pytester, "--farm", "farm.yaml", "--collect-only", "-q")
+    ids = sorted(line.strip() for line in result.outlines if "test_radio_pair[" in line)
+    assert ids == ["<Function test_radio_pair[sim-1+sim-2]>", "<Function test_radio_pair[sim-2+sim-1]>"]
+    result = run(pytester, "--farm", "farm.yaml")
+    result.assert_outcomes(passed=2, skipped=1)
+    text = result.stdout.str()
+    assert sorted(re.findall(r"PAIR (\S+) (\S+) (\S+)", text)) == [
+        ("sim-1", "sim-2", "20.0"),
+        ("sim-2", "sim-1", "20.0"),
+    ]
+    assert "test_one_board_for_two_roles[no-boards]" in text
+    assert (
+        "no combination of distinct boards for roles a (any board: sim-3); b (any board: sim-3), "
+        "among the boards @pytest.mark.board(name='sim-3') selects" in text
+    )
+
+
 # -- running, on emulated micro:bits --------------------------------------------------
 
 
