@@ -24,6 +24,7 @@ from . import commands, flashing
 from .board import Board, BoardInfo
 from .deadline import Deadline
 from .emulators import EMULATORS, EmulatedBoard
+from .emulators.base import START_SECONDS
 from .errors import BoardError
 from .files import DeployResult
 from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
@@ -143,7 +144,9 @@ class _EmulatorTarget:
     def install(self, image: Path) -> None:
         self.stop()
         self.emulator = EMULATORS[self.spec.emulator or ""](firmware=image)
-        self.emulator.start(timeout=self.spec.timeout)  # a failed start leaves no QEMU behind
+        # A boot is not one of the board's operations: its deadline is never shorter than
+        # any other emulator start's, whatever short timeout farm.yaml gives the board.
+        self.emulator.start(timeout=max(self.spec.timeout, START_SECONDS))  # a failed start leaves no QEMU behind
 
     def connect(self) -> FarmBoard:
         if self.emulator is None or not self.emulator.running():

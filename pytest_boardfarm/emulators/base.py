@@ -24,6 +24,7 @@ from ..deadline import Deadline
 from ..errors import BoardError
 
 START_ATTEMPTS = 5
+START_SECONDS = 15.0  # a boot on a loaded host (CI, many boards on two cores) can take seconds
 BOOT_SECONDS = 5.0  # the longest a start waits for the boot's own prompt before interrupting the boot
 _Board = TypeVar("_Board", bound="EmulatedBoard")
 
@@ -116,7 +117,7 @@ class EmulatedBoard:
             preexec_fn=_die_with_parent,
         )
 
-    def wait_ready(self, timeout: float = 15.0) -> None:
+    def wait_ready(self, timeout: float = START_SECONDS) -> None:
         """Wait until the board's raw REPL answers, or raise with the emulator's own words."""
         deadline = Deadline(timeout)
         while not deadline.expired():
@@ -149,7 +150,7 @@ class EmulatedBoard:
                 return
             seen = seen[-64:] + data
 
-    def start(self: _Board, timeout: float = 15.0) -> _Board:
+    def start(self: _Board, timeout: float = START_SECONDS) -> _Board:
         """Start the process and wait for the board, retrying within ``timeout`` in all.
 
         Whatever goes wrong (the process exits, its port was taken, the board
