@@ -7,6 +7,7 @@ there that breaks an example fails here.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_boardfarm.cli import build_parser
 from pytest_boardfarm.emulator import MicrobitEmulator
 from pytest_boardfarm.emulators import start_many
 
@@ -157,20 +159,36 @@ def test_boardfarm_check_prints_what_the_readme_shows(tmp_path: Path) -> None:
     assert done.stdout.splitlines() == shown(title, command)
 
 
-@pytest.mark.parametrize(("command", "default"), [("exec", "10"), ("run", "10"), ("deploy", "10"), ("flash", "60")])
-def test_the_commands_lock_timeout_defaults_are_the_readmes(command: str, default: str) -> None:
+def command_help() -> dict[str, str]:
+    """Each subcommand's --help, as the boardfarm command prints it (joined into one line)."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {name: " ".join(sub.format_help().split()) for name, sub in commands.choices.items()}
+
+
+def test_the_commands_lock_timeout_defaults_are_the_readmes() -> None:
     text = " ".join(section("The `boardfarm` command").split())
     assert "waiting up to `--lock-timeout` seconds, 10 by default (60 for `flash`)" in text
-    done = subprocess.run([*BOARDFARM, command, "--help"], capture_output=True, text=True, timeout=60)
-    assert f"(default {default})" in " ".join(done.stdout.split())
+    helps = command_help()
+    for command in ("exec", "run", "eval", "deploy", "reset", "monitor", "repl"):
+        assert "holds (default 10)" in helps[command], command
+    assert "holds (default 60)" in helps["flash"]
 
 
 def test_the_code_commands_timeout_default_is_the_readmes() -> None:
     assert "(`--timeout`, 30 s by default, interrupts code that runs longer)" in " ".join(
         section("The `boardfarm` command").split()
     )
-    done = subprocess.run([*BOARDFARM, "exec", "--help"], capture_output=True, text=True, timeout=60)
-    assert "interrupt code still running after this long (default 30)" in " ".join(done.stdout.split())
+    for command in ("exec", "run", "eval"):
+        assert "interrupt code still running after this long (default 30)" in command_help()[command]
+
+
+def test_the_commands_that_take_json_are_the_readmes() -> None:
+    text = " ".join(section("The `boardfarm` command").split())
+    listed = re.search(r"`--json` gives one document \(([^)]*)\)", text)
+    assert listed, "the README says which commands take --json"
+    taking = {name for name, text in command_help().items() if "--json" in text}
+    assert taking == set(re.findall(r"`(\w+)`", listed.group(1)))
 
 
 @pytest.fixture(scope="module")
