@@ -325,6 +325,19 @@ def test_device_files_are_never_imported_on_the_host(pytester: pytest.Pytester) 
     assert result.ret == 0
 
 
+def test_device_paths_may_be_globs_and_single_files(pytester: pytest.Pytester) -> None:
+    """README: "Name the directories (files, globs; relative to the rootdir) in the ini file"."""
+    pytester.makeini("[pytest]\nboardfarm_device_tests =\n    boards/*/device\n    extra/test_one.py\n")
+    for path in ("boards/a/device/test_a.py", "boards/b/device/test_b.py", "extra/test_one.py"):
+        (pytester.path / path).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / path).write_text(f"import machine\n\ndef test_{Path(path).stem[5:]}():\n    pass\n")
+    result = run(pytester, "--collect-only", "-q")
+    assert result.ret == 0, result.stdout.str()
+    text = result.stdout.str()
+    for name in ("test_a", "test_b", "test_one"):
+        assert f"<Function {name}>" in text
+
+
 ELSEWHERE = "import machine\nraise RuntimeError('imported on the host')\n\ndef test_far():\n    pass\n"
 
 
