@@ -260,3 +260,26 @@ def test_the_boardfarm_commands_print_what_the_readme_shows(tmp_path: Path, ci_b
 def readme_command(title: str, start: str) -> str:
     """The first ``$ start...`` command line the README shows under a section."""
     return next(line[2:] for line in section(title).splitlines() if line.startswith(f"$ {start}"))
+
+
+BROKEN_FARM = """\
+boards:
+  - name: sim-1
+    prot: /dev/ttyACM0
+    emulator: microbit
+  - name: sim-2
+    emulator: microbit
+    tags: [fast]
+    timeout: 5
+  - name: sim-1
+    emulator: microbit
+"""
+
+
+def test_a_broken_farm_file_is_reported_as_the_readme_shows(pytester: pytest.Pytester) -> None:
+    (pytester.path / "farm.yaml").write_text(BROKEN_FARM)
+    pytester.makepyfile(test_x="def test_x(board):\n    pass\n")
+    result = run(pytester, "--farm", "farm.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    (want,) = [b for b in blocks("farm.yaml reference") if b.startswith("ERROR: invalid farm inventory:")]
+    assert want in result.stderr.str()
