@@ -315,7 +315,9 @@ def reflashable(tmp_path: Path) -> Iterator[ReflashableBoard]:
     board.close()
 
 
-def test_flash_command_with_a_late_port_then_skip(pytester: pytest.Pytester, reflashable: ReflashableBoard) -> None:
+def test_flash_command_with_a_late_port_then_skip(
+    pytester: pytest.Pytester, reflashable: ReflashableBoard, capsys: pytest.CaptureFixture[str]
+) -> None:
     images = write_images(pytester.path)
     farm = pytester.path / "farm.yaml"
     farm.write_text(
@@ -347,6 +349,14 @@ boards:
     assert outcomes(result) == {"test_app.py::test_again[lab-1]": "PASSED"}, result.stdout.str()
     assert reflashable.flashes == ["app7.hex"]
     assert junit_boards(pytester.path / "j.xml")["lab-1"]["flash"] == "skipped"
+
+    # boardfarm flash skips it too; --force flashes it anyway (README: what the marker cannot see)
+    assert cli.main(["flash", "--farm", str(farm)]) == 0
+    assert reflashable.flashes == ["app7.hex"]
+    assert re.search(r"^lab-1 +app7\.hex \(\w{8}\) +skipped ", capsys.readouterr().out, re.M)
+    assert cli.main(["flash", "--farm", str(farm), "--force"]) == 0
+    assert reflashable.flashes == ["app7.hex", "app7.hex"]
+    assert re.search(r"^lab-1 +app7\.hex \(\w{8}\) +flashed ", capsys.readouterr().out, re.M)
     del images
 
 
