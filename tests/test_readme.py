@@ -20,7 +20,7 @@ import pytest
 
 from pytest_boardfarm.cli import build_parser
 from pytest_boardfarm.emulator import MicrobitEmulator
-from pytest_boardfarm.emulators import start_many
+from pytest_boardfarm.emulators import EmulatorError, WebAssemblyBoard, start_many
 
 from .test_plugin import outcomes, run
 
@@ -283,3 +283,35 @@ def test_a_broken_farm_file_is_reported_as_the_readme_shows(pytester: pytest.Pyt
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     (want,) = [b for b in blocks("farm.yaml reference") if b.startswith("ERROR: invalid farm inventory:")]
     assert want in result.stderr.str()
+
+
+# -- the board API, without pytest --------------------------------------------------------------
+
+_CLAIM = re.compile(r"^(?P<indent>\s+)(?P<expr>board\.\S.*?)  # -> (?P<value>.+?)(?: \(.*\))?$")
+
+
+def with_claims_asserted(snippet: str, url: str) -> str:
+    """The snippet on ``url``, each ``board.x(...)  # -> value`` line turned into an assert."""
+    lines = []
+    for line in snippet.replace('"/dev/ttyACM0"', repr(url)).splitlines():
+        claim = _CLAIM.match(line)
+        lines.append(f"{claim['indent']}assert {claim['expr']} == {claim['value']}" if claim else line)
+    return "\n".join(lines) + "\n"
+
+
+def test_the_board_api_example_runs_as_its_comments_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On MicroPython 1.27 (WebAssembly): the micro:bit's flat file system has no mkdir."""
+    try:
+        WebAssemblyBoard().check_installed()
+    except EmulatorError as exc:
+        pytest.skip(str(exc))
+    (snippet,) = [b for b in blocks("The board API", "python") if "connect(" in b]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "selftest.py").write_text("assert 1 + 1 == 2\nprint('selftest ok')\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("print('app')\n")
+    with WebAssemblyBoard() as wasm:
+        code = with_claims_asserted(snippet, wasm.url)
+        assert code.count("assert ") == 3  # exec, eval, get
+        exec(compile(code, "README.md (The board API)", "exec"), {})
