@@ -81,6 +81,16 @@ def test_the_host_side_examples_run(pytester: pytest.Pytester, tmp_path: Path) -
     assert got["test_several.py::test_token[sim-1+sim-2]"] == "PASSED", text
     assert got["test_several.py::test_token[sim-2+sim-1]"] == "PASSED", text
     assert len(got) == 9
+    # what the board printed outside any exec is in the test's serial log too, from the boot's first line
+    log = (
+        pytester.path
+        / "boardfarm-results"
+        / "serial-logs"
+        / "sim-1"
+        / "test_waiting__test_main_py_prints_at_boot[sim-1].log"
+    )
+    boot = log.read_text()
+    assert "ready" in boot and "MicroPython v1.9.2" in boot
 
 
 # -- tests that run on the board ----------------------------------------------------------------
