@@ -435,3 +435,17 @@ def test_device_tests_run_on_current_micropython(pytester: pytest.Pytester, tmp_
     assert '  File "device/test_current.py", line 2, in test_values\n' in text
     assert "test_hangs_deaf_to_ctrl_c did not finish within 3s on new" in text
     assert "the board new rebooted during test_exits" in text
+
+
+def test_the_first_module_on_a_board_gets_a_soft_reset_too(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """README: with --farm-reset test, "a soft reset ... before the first test of each module",
+    the first module a board runs included (it was run on whatever the board held)."""
+    (pytester.path / "farm.yaml").write_text(FARM.format(locks=tmp_path / "locks"))
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    device.mkdir()
+    write(device, test_one__py="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    run(pytester, "--farm", "farm.yaml", "--board", "sim-1", "--farm-log-dir", "logs").assert_outcomes(passed=2)
+    logs = pytester.path / "logs" / "sim-1"
+    assert "soft reboot" in (logs / "test_one__test_a[sim-1].log").read_text()
+    assert "soft reboot" not in (logs / "test_one__test_b[sim-1].log").read_text()  # the module's RAM is shared
