@@ -532,3 +532,17 @@ def test_farm_reset_modes(
     result = run(pytester, "--farm", "farm.yaml", "--farm-reset", mode, "-s", "-p", "no:randomly")
     result.assert_outcomes(passed=3)
     assert dict(re.findall(r"\b(A1|A2|B1) (True|False)\b", result.stdout.str())) == kept
+
+
+def test_a_run_names_itself_unless_boardfarm_run_id_names_it(
+    pytester: pytest.Pytester, farm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name boardfarm list and a waiting run show for the lock's holder (README: "run nightly-17")."""
+    pytester.makepyfile(
+        test_name="import os\n\ndef test_name(board):\n    print('NAME', os.environ['BOARDFARM_RUN_ID'])\n"
+    )
+    monkeypatch.delenv("BOARDFARM_RUN_ID", raising=False)
+    out = run(pytester, "--farm", str(farm), "--board", "sim-1", "-s").stdout.str()
+    assert re.search(r"NAME run [0-9a-f]{8}\b", out), out
+    monkeypatch.setenv("BOARDFARM_RUN_ID", "run nightly-17")
+    assert "NAME run nightly-17" in run(pytester, "--farm", str(farm), "--board", "sim-1", "-s").stdout.str()
