@@ -21,6 +21,7 @@ import pytest
 from pytest_boardfarm.cli import build_parser
 from pytest_boardfarm.emulator import MicrobitEmulator
 from pytest_boardfarm.emulators import EmulatorError, WebAssemblyBoard, start_many
+from pytest_boardfarm.inventory import parse_farm
 
 from .test_plugin import outcomes, run
 
@@ -325,3 +326,23 @@ def test_the_board_api_example_runs_as_its_comments_say(tmp_path: Path, monkeypa
         code = with_claims_asserted(snippet, wasm.url)
         assert code.count("assert ") == 3  # exec, eval, get
         exec(compile(code, "README.md (The board API)", "exec"), {})
+
+
+# -- farm.yaml examples -------------------------------------------------------------------------
+
+
+def test_every_farm_file_in_the_readme_is_valid() -> None:
+    farms = [b for b in re.findall(r"^```yaml\n(.*?)^```$", README, re.M | re.S) if re.search(r"^boards:", b, re.M)]
+    assert len(farms) == 3  # Your first test, A farm on several hosts, Flashing
+    for text in farms:
+        assert parse_farm(text, "farm.yaml").boards
+
+
+def test_every_flasher_template_in_the_readme_is_a_valid_flash_command() -> None:
+    (templates,) = [b for b in blocks("Flashing", "yaml") if b.startswith("# ESP32")]
+    commands = [line for line in templates.splitlines() if line.startswith("flash: ")]
+    assert len(commands) == 5
+    for command in commands:
+        farm = f"boards:\n  - name: b\n    port: /dev/ttyACM0\n    {command}\n    firmware: {{image: fw.bin}}\n"
+        (board,) = parse_farm(farm, "farm.yaml").boards
+        assert board.flash  # its {fields} checked as farm.yaml checks them
