@@ -78,7 +78,8 @@ class Allocated:
     emulator: EmulatedBoard | None = None
     info: BoardInfo | None = None
     deployed: DeployResult | None = None
-    last_module: str | None = None
+    last_module: str | None = None  # the module of the last test run on it (None: no test yet)
+    tested: bool = False  # a test has run on it since this process took it
     recoveries: list[RecoveryLog] = field(default_factory=list)
     flashed: flashing.Outcome | None = None
 

@@ -244,13 +244,14 @@ class FarmSession:
         mode = self.reset_mode
         if mode == "test" and getattr(module, SHARED_RAM, False):
             mode = "module"  # device test functions share their module's RAM, as tests share a module on the host
+        first = not held.tested  # what an earlier run or command left in its RAM is not this run's
         due = {
             "test": True,
-            "module": held.last_module is not None and held.last_module != module_name,
-            "session": False,
+            "module": first or held.last_module != module_name,
+            "session": first,
             "never": False,
         }[mode]
-        held.last_module = module_name
+        held.last_module, held.tested = module_name, True
         if due:
             held.board.soft_reset()
         return due

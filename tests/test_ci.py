@@ -94,6 +94,29 @@ def test_pip_is_cached_and_the_tests_junit_is_uploaded(workflow: dict[str, Any])
     assert f"{match.group(1)}/" in upload["with"]["path"]
 
 
+def test_the_newest_run_also_runs_the_demo_and_uploads_its_results(workflow: dict[str, Any]) -> None:
+    """README: "with the newest of each ... (plus the demo); it uploads ... the demo's JUnit file and logs"."""
+    test = workflow["jobs"]["test"]
+    (demo,) = [s for s in steps(test) if "bash scripts/demo" in str(s.get("run", ""))]
+    assert demo["if"] == "matrix.versions == 'newest'"
+    assert (
+        "--farm-junit boardfarm-results/junit.xml --farm-log-dir boardfarm-results/serial-logs"
+        in (ROOT / "scripts" / "demo").read_text()
+    )
+    upload = next(s for s in steps(test) if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    assert "boardfarm-results/" in upload["with"]["path"].split()
+
+
+def test_the_readme_names_every_runtime_dependency(project: dict[str, Any]) -> None:
+    """README, Install in your project: what comes along with the plugin."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    named = re.search(r"It installs as a pytest plugin \(([^;]*) come along;", readme)
+    assert named, "the README lists the dependencies that come along"
+    names = {re.split(r"[<>=; ]", dep)[0] for dep in project["dependencies"]}
+    listed = set(re.findall(r"[a-z][a-z0-9-]+", named.group(1)))
+    assert names <= listed, names - listed
+
+
 def test_a_job_builds_the_package_and_checks_it_with_twine(workflow: dict[str, Any]) -> None:
     package = runs(workflow["jobs"]["package"])
     assert "python -m build" in package

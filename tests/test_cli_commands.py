@@ -432,7 +432,7 @@ def test_monitor_streams_output_holding_the_lock_and_ctrl_bracket_leaves(
     start_ticking(boards[1].url)
     term = Terminal([*BOARDFARM, "monitor", "--farm", str(farm), "mb-2"])
     try:
-        term.expect(b"mb-2 at " + boards[1].url.encode() + b", locked")
+        term.expect(f"boardfarm: mb-2 at {boards[1].url}, locked (read-only; Ctrl-] or Ctrl-C leaves)".encode())
         term.expect(b"tick ")
         seen = term.seen
         first = int(seen[seen.index(b"tick ") + 5 :].split(b"\r")[0])
@@ -461,10 +461,12 @@ def test_monitor_waits_for_the_lock_and_names_the_holder(farm: Path, tmp_path: P
     assert f"pid {os.getpid()}" in done.stderr and "a CI job" in done.stderr and "gave up after 0.3s" in done.stderr
 
 
-def test_repl_is_interactive_ctrl_c_interrupts_and_ctrl_bracket_leaves(farm: Path) -> None:
+def test_repl_is_interactive_ctrl_c_interrupts_and_ctrl_bracket_leaves(
+    farm: Path, boards: list[MicrobitEmulator]
+) -> None:
     term = Terminal([*BOARDFARM, "repl", "--farm", str(farm), "mb-1"])
     try:
-        term.expect(b"Ctrl-] leaves")
+        term.expect(f"boardfarm: mb-1 at {boards[0].url}, locked (Ctrl-] leaves)".encode())
         term.expect(b">>> ")
         term.type(b"print(6 * 7)\r")
         term.expect(b"42\r\n>>> ")

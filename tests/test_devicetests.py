@@ -325,6 +325,19 @@ def test_device_files_are_never_imported_on_the_host(pytester: pytest.Pytester) 
     assert result.ret == 0
 
 
+def test_device_paths_may_be_globs_and_single_files(pytester: pytest.Pytester) -> None:
+    """README: "Name the directories (files, globs; relative to the rootdir) in the ini file"."""
+    pytester.makeini("[pytest]\nboardfarm_device_tests =\n    boards/*/device\n    extra/test_one.py\n")
+    for path in ("boards/a/device/test_a.py", "boards/b/device/test_b.py", "extra/test_one.py"):
+        (pytester.path / path).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / path).write_text(f"import machine\n\ndef test_{Path(path).stem[5:]}():\n    pass\n")
+    result = run(pytester, "--collect-only", "-q")
+    assert result.ret == 0, result.stdout.str()
+    text = result.stdout.str()
+    for name in ("test_a", "test_b", "test_one"):
+        assert f"<Function {name}>" in text
+
+
 ELSEWHERE = "import machine\nraise RuntimeError('imported on the host')\n\ndef test_far():\n    pass\n"
 
 
@@ -422,3 +435,17 @@ def test_device_tests_run_on_current_micropython(pytester: pytest.Pytester, tmp_
     assert '  File "device/test_current.py", line 2, in test_values\n' in text
     assert "test_hangs_deaf_to_ctrl_c did not finish within 3s on new" in text
     assert "the board new rebooted during test_exits" in text
+
+
+def test_the_first_module_on_a_board_gets_a_soft_reset_too(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """README: with --farm-reset test, "a soft reset ... before the first test of each module",
+    the first module a board runs included (it was run on whatever the board held)."""
+    (pytester.path / "farm.yaml").write_text(FARM.format(locks=tmp_path / "locks"))
+    pytester.makeini("[pytest]\nboardfarm_device_tests = device\n")
+    device = pytester.path / "device"
+    device.mkdir()
+    write(device, test_one__py="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    run(pytester, "--farm", "farm.yaml", "--board", "sim-1", "--farm-log-dir", "logs").assert_outcomes(passed=2)
+    logs = pytester.path / "logs" / "sim-1"
+    assert "soft reboot" in (logs / "test_one__test_a[sim-1].log").read_text()
+    assert "soft reboot" not in (logs / "test_one__test_b[sim-1].log").read_text()  # the module's RAM is shared

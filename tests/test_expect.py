@@ -39,8 +39,17 @@ def test_expect_timeout_shows_the_tail_of_the_output(mb: Board) -> None:
     mb.expect_exact("the tail", timeout=WAIT)
     with pytest.raises(BoardTimeout, match="never printed") as caught:
         mb.expect("never printed", timeout=1)
-    assert "the tail the message shows" in str(caught.value)
-    assert "timed out after 1s" in str(caught.value)
+    message = str(caught.value)  # as the README shows it
+    assert "timed out after 1s waiting for b'never printed'; the last output was: '" in message
+    assert message.endswith("the tail the message shows\\n'")
+    mb.stop()
+
+
+def test_expect_takes_str_bytes_or_compiled_and_matches_a_str_on_its_utf8_bytes(mb: Board) -> None:
+    mb.start("print('caf\\xe9 1')\nprint('caf\\xe9 2')\nprint('caf\\xe9 3')")
+    assert mb.expect("café (\\d)", timeout=WAIT).group(1) == b"1"
+    assert mb.expect(rb"caf\xc3\xa9 (\d)", timeout=WAIT).group(1) == b"2"
+    assert mb.expect(re.compile("café (\\d)"), timeout=WAIT).group(1) == b"3"
     mb.stop()
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from pytest_boardfarm import connect
 from pytest_boardfarm.emulator import MicrobitEmulator
+from pytest_boardfarm.timelimit import limit_for
 
 from .procs import assert_no_emulators, marked
 from .tcprelay import TcpRelay
@@ -540,6 +541,43 @@ def test_may_take_its_time(board):
     assert got["test_suite.py::test_hangs_on_the_host[victim]"] == "FAILED"
     assert got["test_suite.py::test_may_take_its_time[victim]"] == "PASSED"
     assert "wall-clock limit of 1 s on the host" in result.stdout.str()
+
+
+def test_farm_limit_default_from_the_ini_file(
+    pytester: pytest.Pytester, tmp_path: Path, victim: MicrobitEmulator
+) -> None:
+    farm(pytester, tmp_path, victim.url)
+    pytester.makeini("[pytest]\nboardfarm_test_timeout = 1\n")
+    suite = """
+import time, pytest
+
+@pytest.mark.board(name="victim")
+def test_hangs_on_the_host(board):
+    time.sleep(1e6)
+"""
+    result, took = faulty_run(pytester, suite, "-p", "no:timeout")
+    assert outcomes(result)["test_suite.py::test_hangs_on_the_host[victim]"] == "FAILED"
+    assert "wall-clock limit of 1 s on the host" in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("ini", "args", "marker", "limit"),
+    [
+        ("", [], "", 600.0),
+        ("boardfarm_test_timeout = 5", [], "", 5.0),
+        ("boardfarm_test_timeout = 5", ["--farm-test-timeout", "7"], "", 7.0),
+        ("boardfarm_test_timeout = 5", ["--farm-test-timeout", "7"], "@pytest.mark.board(test_timeout=0)", 0.0),
+    ],
+    ids=["default", "ini", "command-line", "marker"],
+)
+def test_the_host_limit_is_the_markers_else_the_command_lines_else_the_ini_files_else_600(
+    pytester: pytest.Pytester, ini: str, args: list[str], marker: str, limit: float
+) -> None:
+    """README: --farm-test-timeout default 600, ini boardfarm_test_timeout; the marker's test_timeout wins."""
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_one=f"import pytest\n\n{marker}\ndef test_one():\n    pass\n")
+    items, _ = pytester.inline_genitems(*args)
+    assert [limit_for(item) for item in items] == [limit]
 
 
 def test_pytest_timeout_does_not_poison_the_board(

@@ -200,6 +200,19 @@ def test_four_emulated_boards_flash_in_parallel_and_verify(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*board*health*image*", "sim-1 *app7.hex (*), flashed"])
 
 
+@pytest.mark.parametrize("setting", ["true", "false"])
+def test_the_ini_option_flashes_as_the_command_line_does(pytester: pytest.Pytester, setting: str) -> None:
+    """README: --farm-flash, "also ini boardfarm_flash = true"."""
+    write_images(pytester.path)
+    farm = emulated_farm(pytester.path, {"sim-1": ("app7", None)})
+    pytester.makeini(f"[pytest]\nboardfarm_flash = {setting}\n")
+    pytester.makepyfile(test_app=SUITE)
+    result = run(pytester, "--farm", str(farm), "--farm-reset", "never", "--farm-junit", "j.xml")
+    flashed = setting == "true"
+    assert outcomes(result) == {"test_app.py::test_runs_the_new_image[sim-1]": "PASSED" if flashed else "FAILED"}
+    assert (junit_boards(pytester.path / "j.xml")["sim-1"].get("flash") == "flashed") == flashed
+
+
 def test_a_corrupt_image_rolls_back_or_quarantines(pytester: pytest.Pytester) -> None:
     write_images(pytester.path)
     farm = emulated_farm(
@@ -302,7 +315,9 @@ def reflashable(tmp_path: Path) -> Iterator[ReflashableBoard]:
     board.close()
 
 
-def test_flash_command_with_a_late_port_then_skip(pytester: pytest.Pytester, reflashable: ReflashableBoard) -> None:
+def test_flash_command_with_a_late_port_then_skip(
+    pytester: pytest.Pytester, reflashable: ReflashableBoard, capsys: pytest.CaptureFixture[str]
+) -> None:
     images = write_images(pytester.path)
     farm = pytester.path / "farm.yaml"
     farm.write_text(
@@ -334,6 +349,14 @@ boards:
     assert outcomes(result) == {"test_app.py::test_again[lab-1]": "PASSED"}, result.stdout.str()
     assert reflashable.flashes == ["app7.hex"]
     assert junit_boards(pytester.path / "j.xml")["lab-1"]["flash"] == "skipped"
+
+    # boardfarm flash skips it too; --force flashes it anyway (README: what the marker cannot see)
+    assert cli.main(["flash", "--farm", str(farm)]) == 0
+    assert reflashable.flashes == ["app7.hex"]
+    assert re.search(r"^lab-1 +app7\.hex \(\w{8}\) +skipped ", capsys.readouterr().out, re.M)
+    assert cli.main(["flash", "--farm", str(farm), "--force"]) == 0
+    assert reflashable.flashes == ["app7.hex", "app7.hex"]
+    assert re.search(r"^lab-1 +app7\.hex \(\w{8}\) +flashed ", capsys.readouterr().out, re.M)
     del images
 
 

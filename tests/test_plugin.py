@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_boardfarm import connect
 from pytest_boardfarm.emulator import MicrobitEmulator, start_many
 from pytest_boardfarm.locks import BoardLock
 
@@ -496,3 +497,52 @@ def test_an_unusable_board_shows_its_reason_not_the_plugins_frames(pytester: pyt
     out = result.stdout.str()
     assert "BoardUnavailable: board gone unavailable: cannot open socket://127.0.0.1:1" in out
     assert "pytest_boardfarm/" not in out.split("short test summary info")[0]  # no plugin source in the report
+
+
+RESET_SUITES = {
+    "test_a": "def test_a1(board):\n    print('A1', board.eval(\"'leftover' in globals()\"))\n    board.exec('from_a = 1')\n\n"
+    "def test_a2(board):\n    print('A2', board.eval(\"'from_a' in globals()\"))\n",
+    "test_b": "def test_b1(board):\n    print('B1', board.eval(\"'from_a' in globals()\"))\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("mode", "kept"),
+    [
+        ("test", {"A1": "False", "A2": "False", "B1": "False"}),
+        ("module", {"A1": "False", "A2": "True", "B1": "False"}),
+        ("session", {"A1": "False", "A2": "True", "B1": "True"}),
+        ("never", {"A1": "True", "A2": "True", "B1": "True"}),
+    ],
+)
+def test_farm_reset_modes(
+    pytester: pytest.Pytester, tmp_path: Path, emulator: MicrobitEmulator, mode: str, kept: dict[str, str]
+) -> None:
+    """README: --farm-reset test (before every test), module (before each module's first test),
+    session (before a board's first test), never; what a run before left in RAM is never kept but by never."""
+    if not emulator.running():
+        emulator.start()
+    (pytester.path / "farm.yaml").write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n  - {{name: sim-1, port: '{emulator.url}'}}\n"
+    )
+    pytester.makepyfile(**RESET_SUITES)
+    with connect(emulator.url, timeout=10) as board:
+        board.soft_reset()
+        board.exec("leftover = 1")  # an earlier run's or command's state
+    result = run(pytester, "--farm", "farm.yaml", "--farm-reset", mode, "-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert dict(re.findall(r"\b(A1|A2|B1) (True|False)\b", result.stdout.str())) == kept
+
+
+def test_a_run_names_itself_unless_boardfarm_run_id_names_it(
+    pytester: pytest.Pytester, farm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name boardfarm list and a waiting run show for the lock's holder (README: "run nightly-17")."""
+    pytester.makepyfile(
+        test_name="import os\n\ndef test_name(board):\n    print('NAME', os.environ['BOARDFARM_RUN_ID'])\n"
+    )
+    monkeypatch.delenv("BOARDFARM_RUN_ID", raising=False)
+    out = run(pytester, "--farm", str(farm), "--board", "sim-1", "-s").stdout.str()
+    assert re.search(r"NAME run [0-9a-f]{8}\b", out), out
+    monkeypatch.setenv("BOARDFARM_RUN_ID", "run nightly-17")
+    assert "NAME run nightly-17" in run(pytester, "--farm", str(farm), "--board", "sim-1", "-s").stdout.str()
