@@ -2,6 +2,9 @@
 
 The per-run state lives in :class:`FarmSession` (session.py), registered here
 when a farm is configured. Without a farm the plugin stays out of the way.
+What only the controller needs (reports, xdist's scheduler) is imported where it
+is used: every xdist worker imports this module, and its start-up is CPU that a
+small farm host spends once per board.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import htmlreport, manners, multiboard, settings, timeoutcompat
+from . import manners, multiboard, settings, timeoutcompat
 from .devicetests import (
     DeviceTests,
     boardfarm_device,  # noqa: F401 - the device tests' fixture, registered with this plugin
@@ -24,13 +27,15 @@ from .farmfile import ENV_VAR, find_farm_file
 from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
 from .multiboard import boards  # noqa: F401  (the 'boards' fixture, registered with this plugin)
 from .pool import FarmBoard
-from .reporting import FarmReporter
-from .scheduling import BoardScheduling
 from .selection import Filters, command_line_problem, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
 from .settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOG_DIR, DEFAULT_RESET, RESET_MODES, add_ini_options
 from .timelimit import DEFAULT_SECONDS as DEFAULT_TEST_SECONDS
 from .timelimit import HostTimeLimit
+
+if TYPE_CHECKING:
+    from .reporting import FarmReporter
+    from .scheduling import BoardScheduling
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -150,6 +155,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardSchedul
     farm = config.stash.get(FARM_KEY, None)
     if farm is None:
         return None
+    from .scheduling import BoardScheduling
+
     session = config.stash[SESSION_KEY]
     return BoardScheduling(config, log, farm.names, session.worker_boards.of, session.pool.is_free)
 
@@ -179,6 +186,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(HostTimeLimit(config), "boardfarm-time-limit")
     timeoutcompat.register(config)  # pytest-timeout's clock stops while the farm works
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
+        from .reporting import FarmReporter
+
         known = {b.name: {"platform": b.platform} for b in farm.boards}
         reporter = FarmReporter(config, farm.names, session.worker_boards.of, known)
         config.pluginmanager.register(reporter, "boardfarm-reporter")
@@ -187,6 +196,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _add_html_report(config: pytest.Config, farm: Farm, reporter: FarmReporter) -> None:
     """pytest-html, when it writes a report: a Board column, the farm in its environment table."""
+    from . import htmlreport
+
     if htmlreport.wanted(config):
         html = htmlreport.HtmlReport(config, farm, _inventory_path(config) or "", reporter)
         config.pluginmanager.register(html, "boardfarm-html")
