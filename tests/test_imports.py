@@ -10,7 +10,8 @@ import sys
 import pytest
 
 # Imported only where used: the reports (controller), xdist's scheduler (controller),
-# labgrid's event loop (places), USB serial numbers, the command line's ini search.
+# labgrid's event loop (places), USB serial numbers, the command line's ini search,
+# the device tests' parser and runner (a project with device tests imports them at collection).
 NOT_AT_IMPORT = [
     "asyncio",
     "ssl",
@@ -26,6 +27,9 @@ NOT_AT_IMPORT = [
     "pytest_boardfarm.github",
     "pytest_boardfarm.scheduling",
     "pytest_boardfarm.htmlreport",
+    "pytest_boardfarm.devmodule",
+    "pytest_boardfarm.devrunner",
+    "pytest_boardfarm.devassert",
 ]
 
 
@@ -49,6 +53,7 @@ def test_what_is_left_out_is_there_when_used() -> None:
             "from pytest_boardfarm import reporting, junit, github, scheduling, htmlreport, places",
             "from pytest_boardfarm.pool import find_serial_number",
             "from pytest_boardfarm.farmfile import _read_pyproject, _read_ini",
+            "from pytest_boardfarm import devmodule, devrunner, devassert",
         ]
     )
     assert {"pytest_boardfarm.junit", "pytest_boardfarm.scheduling"} <= imported_after(statement)
