@@ -28,6 +28,7 @@ Prints figures only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -184,6 +185,13 @@ def run(boards: int, tests: int, workers: str, workdir: Path, all_plugins: bool)
     )
 
 
+def plugin_file() -> str:
+    """Where the plugin is imported from, without importing it here."""
+    spec = importlib.util.find_spec("pytest_boardfarm")
+    assert spec is not None and spec.origin is not None
+    return str(Path(spec.origin).parent / "plugin.py")
+
+
 def import_cpu(statement: str) -> float:
     """CPU of a fresh interpreter running ``statement`` (median of 3)."""
     spent = []
@@ -214,11 +222,16 @@ def main() -> None:
         (workdir / "conftest.py").write_text(CONFTEST)
         runs = [run(n, args.tests, args.workers, workdir, args.all_plugins) for n in sizes]
     cores = os.cpu_count() or 1
+    cached = Path(importlib.util.cache_from_source(str(Path(plugin_file())))).exists()
+    bytecode = "cached" if cached else "not cached: every process compiles the plugin's modules"
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        bytecode += " (PYTHONDONTWRITEBYTECODE is set)"
     plugins = "every installed plugin" if args.all_plugins else "only xdist and pytest-boardfarm loaded"
     print(
         f"{args.tests} tests per board, ~{args.work:g} s device work each; {cores} cores; {plugins}; "
         f"load average before: {' '.join(load_before)}"
     )
+    print(f"the plugin's bytecode: {bytecode}")
     print(
         f"fresh interpreter CPU: bare {bare:.3f} s, import pytest {pytest_cpu:.3f} s, "
         f"import pytest_boardfarm.plugin {plugin_cpu:.3f} s (medians of 3)"
