@@ -166,7 +166,7 @@ def run(boards: int, tests: int, workers: str, workdir: Path, all_plugins: bool)
     ctl = controller["tests"]
     return Run(
         boards=boards,
-        workers=n,
+        workers=n if n.isdigit() else f"{n}:{len(workers_)}",  # -n auto: how many it started
         tests=tests,
         wall=end - start,
         cpu_total=cpu,
@@ -237,7 +237,7 @@ def main() -> None:
         f"import pytest_boardfarm.plugin {plugin_cpu:.3f} s (medians of 3)"
     )
     print(
-        f"{'boards':>6} {'-n':>4} {'wall s':>7} {'eff':>5} {'CPU s':>6} {'workers':>7} {'emus':>6} {'ctl':>5}"
+        f"{'boards':>6} {'-n':>6} {'wall s':>7} {'eff':>5} {'CPU s':>6} {'workers':>7} {'emus':>6} {'ctl':>5}"
         f" {'floor':>6} {'w/floor':>7} {'others':>6} | {'start':>6} {'imports':>7} {'collect':>7}"
         f" {'ms/test':>7} {'ctl ms':>6} {'to 1st':>6} {'shutdn':>6} {'RSS MB':>6}"
     )
@@ -245,7 +245,7 @@ def main() -> None:
     for r in runs:
         floor = r.cpu_total / cores
         print(
-            f"{r.boards:>6} {r.workers:>4} {r.wall:>7.2f} {base / r.wall:>5.2f} {r.cpu_total:>6.1f}"
+            f"{r.boards:>6} {r.workers:>6} {r.wall:>7.2f} {base / r.wall:>5.2f} {r.cpu_total:>6.1f}"
             f" {r.workers_cpu:>7.1f} {r.emulators_cpu:>6.1f} {r.controller_cpu:>5.1f} {floor:>6.1f}"
             f" {r.wall / floor:>7.2f} {r.others_cpu:>6.1f} | {r.startup_cpu:>6.2f} {r.imports_cpu:>7.2f}"
             f" {r.collect_cpu:>7.3f} {r.per_test_ms:>7.1f} {r.controller_per_test_ms:>6.1f}"
