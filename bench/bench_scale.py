@@ -238,25 +238,27 @@ def main() -> None:
     )
     print(
         f"{'boards':>6} {'-n':>6} {'wall s':>7} {'eff':>5} {'CPU s':>6} {'workers':>7} {'emus':>6} {'ctl':>5}"
-        f" {'floor':>6} {'w/floor':>7} {'others':>6} | {'start':>6} {'imports':>7} {'collect':>7}"
+        f" {'floor':>6} {'w/floor':>7} {'others':>6} {'busy':>5} | {'start':>6} {'imports':>7} {'collect':>7}"
         f" {'ms/test':>7} {'ctl ms':>6} {'to 1st':>6} {'shutdn':>6} {'RSS MB':>6}"
     )
     base = runs[0].wall
     for r in runs:
         floor = r.cpu_total / cores
+        busy = (r.cpu_total + r.others_cpu) / (cores * r.wall)  # near 100%: the cores were the limit
         print(
             f"{r.boards:>6} {r.workers:>6} {r.wall:>7.2f} {base / r.wall:>5.2f} {r.cpu_total:>6.1f}"
             f" {r.workers_cpu:>7.1f} {r.emulators_cpu:>6.1f} {r.controller_cpu:>5.1f} {floor:>6.1f}"
-            f" {r.wall / floor:>7.2f} {r.others_cpu:>6.1f} | {r.startup_cpu:>6.2f} {r.imports_cpu:>7.2f}"
+            f" {r.wall / floor:>7.2f} {r.others_cpu:>6.1f} {busy:>4.0%} | {r.startup_cpu:>6.2f} {r.imports_cpu:>7.2f}"
             f" {r.collect_cpu:>7.3f} {r.per_test_ms:>7.1f} {r.controller_per_test_ms:>6.1f}"
             f" {r.collect_wait:>6.2f} {r.shutdown:>6.2f} {r.rss_mb:>6.0f}"
         )
     print(
         "CPU columns in seconds of CPU; emus: the emulators (real boards cost the host none); floor: CPU / cores;\n"
-        "others: what the rest of the machine used meanwhile; start/imports/collect: a worker's CPU (median) before\n"
-        "its first test / at its conftest's import / for collection; ms/test: a worker's CPU per test after its\n"
-        "first; ctl ms: the controller's per test; to 1st: wall from the first worker's conftest to the first test;\n"
-        "shutdn: wall from the last test to the run's exit"
+        "others: what the rest of the machine used meanwhile; busy: the machine's cores in use, this run and\n"
+        "the rest together (near 100%: the wall times tell more about the load than about the plugin);\n"
+        "start/imports/collect: a worker's CPU (median) before its first test / at its conftest's import / for\n"
+        "collection; ms/test: a worker's CPU per test after its first; ctl ms: the controller's per test;\n"
+        "to 1st: wall from the first worker's conftest to the first test; shutdn: wall from the last test to the exit"
     )
 
 
