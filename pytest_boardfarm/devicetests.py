@@ -20,6 +20,9 @@ placed (file, line) as the user wrote it, asking for the ``board`` fixture
 through ``boardfarm_device``. So parametrization over boards, ``-k``, markers,
 ``--lf``, xdist scheduling, serial logs and every report work exactly as for
 host-side tests; nothing about them is copied here.
+
+The parser and the runner (devmodule.py, devrunner.py) are imported when a device
+file is collected: every process registers this plugin, few projects have device tests.
 """
 
 from __future__ import annotations
@@ -32,15 +35,17 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .board import Board
-from .devmodule import DeviceSource, DeviceSourceError, parse
-from .devrunner import DeviceTestFailure, DeviceTestSkipped, ModuleRunner, ModuleState, OutputTest
 from .identity import identify
 from .session import SESSION_KEY, SHARED_RAM
+
+if TYPE_CHECKING:  # the parser and the runner are imported when a device file is collected
+    from .devmodule import DeviceSource
+    from .devrunner import ModuleRunner, ModuleState, OutputTest
 
 INI = "boardfarm_device_tests"
 FIXTURE = "boardfarm_device"
@@ -193,6 +198,8 @@ class _HostModule(pytest.Module):
     def _getobj(self) -> types.ModuleType:
         module = types.ModuleType(f"boardfarm_device:{self.nodeid}")
         module.__file__ = str(self.path)
+        from .devmodule import DeviceSourceError
+
         try:
             self._fill(module)
         except (DeviceSourceError, OSError, UnicodeDecodeError) as exc:
@@ -221,6 +228,9 @@ class DeviceModule(_HostModule):
     state: ModuleState
 
     def _fill(self, module: types.ModuleType) -> None:
+        from .devmodule import parse
+        from .devrunner import ModuleState
+
         text = self.path.read_text(encoding="utf-8")
         self.source = parse(self.shown, text, is_test=self._is_test_name)
         self.state = ModuleState(token=os.urandom(4).hex())
@@ -242,6 +252,8 @@ class OutputModule(_HostModule):
     test: OutputTest
 
     def _fill(self, module: types.ModuleType) -> None:
+        from .devrunner import OutputTest
+
         self.test = OutputTest.read(self.path, self.shown)
         name = self.path.stem
         setattr(module, name, _stand_in(name, self.path, 1))
@@ -275,6 +287,8 @@ class DeviceRun:
         return int(self.item.reportinfo()[1] or 0) + 1
 
     def runner(self) -> ModuleRunner:
+        from .devrunner import ModuleRunner
+
         assert isinstance(self.module, DeviceModule)
         return ModuleRunner(self.board, self.module.source, self.module.state)
 
@@ -293,6 +307,8 @@ def _as_pytest(call: Callable[[], None], path: Path, line: int) -> None:
     the user's file and failing line (where reports and annotations point), with no host
     frames shown: a failure's text is the board's traceback."""
     __tracebackhide__ = True
+    from .devrunner import DeviceTestFailure, DeviceTestSkipped
+
     outcome: BaseException
     try:
         call()

@@ -15,7 +15,6 @@ a failed ``assert a == b``; a ``SkipTest`` raised on the board comes back as
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,6 +198,8 @@ class OutputTest:
             raise DeviceTestFailure(f"output differs from {self.path}.exp\n\n{self._diff(output, board.name)}")
 
     def _diff(self, output: str, board: str) -> str:
+        import difflib  # a failed output test only
+
         lines = difflib.unified_diff(
             self.expected.splitlines(keepends=True),
             output.splitlines(keepends=True),

@@ -7,7 +7,6 @@ convention for paths in ini files), not to the current directory.
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -16,11 +15,6 @@ from pathlib import Path
 
 ENV_VAR = "BOARDFARM_INVENTORY"
 INI_KEY = "boardfarm_inventory"
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10: pytest itself depends on tomli there
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -70,6 +64,8 @@ Reader = Callable[[Path], tuple[bool, "str | None"]]
 
 def _read_ini(section: str) -> Reader:
     def read(path: Path) -> tuple[bool, str | None]:
+        import configparser  # the command line's search only (pytest reads its own ini)
+
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read(path, encoding="utf-8")
@@ -83,6 +79,10 @@ def _read_ini(section: str) -> Reader:
 
 
 def _read_pyproject(path: Path) -> tuple[bool, str | None]:
+    if sys.version_info >= (3, 11):  # imported here: the command line's search only
+        import tomllib
+    else:  # pragma: no cover - Python 3.10: pytest itself depends on tomli there
+        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):

@@ -7,7 +7,6 @@ person fixing a farm file wants the whole list, not one error per run.
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import os
 import re
@@ -110,6 +109,8 @@ class FarmConfigError(Exception):
 class UnknownBoard(KeyError):
     def __init__(self, name: str, known: Sequence[str]) -> None:
         self.name = name
+        import difflib  # a typo's suggestion only
+
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         super().__init__(f"no board named {name!r} in the farm{hint}; the farm has: {', '.join(known) or 'no boards'}")
@@ -499,6 +500,8 @@ _LOCK_KEYS = ("dir",)
 
 
 def _unknown(c: _Checker, node: Node, key: str, known: Iterable[str]) -> None:
+    import difflib  # a typo's suggestion only
+
     close = difflib.get_close_matches(key.split(".")[-1], list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     c.problem(node, key, f"unknown key{hint}")

@@ -23,7 +23,6 @@ board's serial log (results.py).
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import math
@@ -82,6 +81,8 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Boards
             continue
         for key, value in filters.items():
             if key not in ROLE_KEYS:
+                import difflib  # a typo's suggestion only
+
                 close = difflib.get_close_matches(str(key), ROLE_KEYS, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(f"role {role!r}: unknown filter {key!r}{hint}; known: {', '.join(ROLE_KEYS)}")

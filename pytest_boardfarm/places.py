@@ -17,13 +17,12 @@ holder without that mark (a person's ``labgrid-client acquire``, another
 tool) or whose process lives is never taken over, only waited for.
 
 labgrid is an optional extra and is imported only here, only when a farm
-has places.
+has places; asyncio too, only when a session opens (every xdist worker imports
+this module, and asyncio with ssl is a tenth of a worker's start-up).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import importlib
 import importlib.util
@@ -182,6 +181,8 @@ class Coordinator:
     """A session with a labgrid coordinator, on its own thread and event loop (a pool opens one)."""
 
     def __init__(self, address: str, *, name: str | None = None) -> None:
+        import asyncio  # here: see the module's docstring
+
         client = _labgrid_client()
         self._grpc = importlib.import_module("grpc")
         self._pb = importlib.import_module("labgrid.remote.generated.labgrid_coordinator_pb2")
@@ -218,6 +219,9 @@ class Coordinator:
         return f"{self.host}/{self.user}"
 
     def _call(self, coro: Coroutine[Any, Any, _T], failure: str) -> _T:
+        import asyncio
+        import concurrent.futures
+
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(CALL_SECONDS)

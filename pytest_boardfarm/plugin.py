@@ -2,19 +2,24 @@
 
 The per-run state lives in :class:`FarmSession` (session.py), registered here
 when a farm is configured. Without a farm the plugin stays out of the way.
+What only the controller needs (reports, xdist's scheduler) is imported where it
+is used: every xdist worker imports this module, and its start-up is CPU that a
+small farm host spends once per board.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import htmlreport, manners, multiboard, settings, timeoutcompat
+from . import manners, multiboard, settings, timeoutcompat
 from .devicetests import (
     DeviceTests,
     boardfarm_device,  # noqa: F401 - the device tests' fixture, registered with this plugin
@@ -24,13 +29,18 @@ from .farmfile import ENV_VAR, find_farm_file
 from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
 from .multiboard import boards  # noqa: F401  (the 'boards' fixture, registered with this plugin)
 from .pool import FarmBoard
-from .reporting import FarmReporter
-from .scheduling import BoardScheduling
 from .selection import Filters, command_line_problem, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
 from .settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOG_DIR, DEFAULT_RESET, RESET_MODES, add_ini_options
 from .timelimit import DEFAULT_SECONDS as DEFAULT_TEST_SECONDS
 from .timelimit import HostTimeLimit
+
+AUTO_WORKERS_ENV = "PYTEST_XDIST_AUTO_NUM_WORKERS"  # xdist's: what -n auto means
+AUTO_WORKERS_PER_CORE = 4  # bench_scale, 16 boards on 2 cores: 8 workers as fast as 16, 4 workers 1.6x slower
+
+if TYPE_CHECKING:
+    from .reporting import FarmReporter
+    from .scheduling import BoardScheduling
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -137,11 +147,34 @@ def command_line_filters(config: pytest.Config) -> Filters:
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own answer (the CPU count)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` with a farm: one worker per selected board."""
+    """``-n auto`` with a farm: one worker per selected board, up to what the host can carry
+    (see ``auto_workers``); a worker then drives several boards, one after another."""
     farm = _load(config)
     if farm is None:
         return None
-    return max(1, len(selected_boards(farm, command_line_filters(config))))
+    return auto_workers(len(selected_boards(farm, command_line_filters(config))))
+
+
+def auto_workers(board_count: int) -> int:
+    """min(board_count, the host's limit): ``PYTEST_XDIST_AUTO_NUM_WORKERS`` if set (xdist's own
+    override), else 4 per core this process may use. A worker costs the host a start-up
+    (~0.3 s of CPU) and ~40 MB, and runs its boards one after another; waiting on a board
+    costs nothing, so four workers per core keep the cores busy while boards work, and a
+    2-core host with 16 boards is not swamped with 16 processes. Each board's tests still
+    run on one worker, in order."""
+    limit = 0
+    with contextlib.suppress(ValueError):
+        limit = int(os.environ.get(AUTO_WORKERS_ENV, ""))
+    if limit <= 0:
+        limit = AUTO_WORKERS_PER_CORE * _usable_cores()
+    return max(1, min(board_count, limit))
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # a container or taskset may allow fewer than the machine has
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own DSession picks one
@@ -150,6 +183,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> BoardSchedul
     farm = config.stash.get(FARM_KEY, None)
     if farm is None:
         return None
+    from .scheduling import BoardScheduling
+
     session = config.stash[SESSION_KEY]
     return BoardScheduling(config, log, farm.names, session.worker_boards.of, session.pool.is_free)
 
@@ -179,6 +214,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(HostTimeLimit(config), "boardfarm-time-limit")
     timeoutcompat.register(config)  # pytest-timeout's clock stops while the farm works
     if not hasattr(config, "workerinput"):  # results are gathered where the reports end up
+        from .reporting import FarmReporter
+
         known = {b.name: {"platform": b.platform} for b in farm.boards}
         reporter = FarmReporter(config, farm.names, session.worker_boards.of, known)
         config.pluginmanager.register(reporter, "boardfarm-reporter")
@@ -187,6 +224,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _add_html_report(config: pytest.Config, farm: Farm, reporter: FarmReporter) -> None:
     """pytest-html, when it writes a report: a Board column, the farm in its environment table."""
+    from . import htmlreport
+
     if htmlreport.wanted(config):
         html = htmlreport.HtmlReport(config, farm, _inventory_path(config) or "", reporter)
         config.pluginmanager.register(html, "boardfarm-html")

@@ -14,11 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from serial.tools import list_ports
+from typing import TYPE_CHECKING
 
 from . import commands, flashing
 from .board import Board, BoardInfo
@@ -33,6 +31,9 @@ from .locks import BoardLock, LockTimeout
 from .places import Coordinator, PlaceLock
 from .rawrepl import Pacing
 from .transport import open_transport
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 MAX_RECOVERIES = 3  # a board that needs more than this in one run is quarantined
 PORT_RETURN_SECONDS = 10.0  # how long reconnecting waits for a USB port to re-enumerate
@@ -86,6 +87,8 @@ class Allocated:
 
 def find_serial_number(serial_number: str) -> str:
     """The device path of the USB serial port with this serial number."""
+    from serial.tools import list_ports  # only farms with serial numbers: not every process
+
     ports = list(list_ports.comports())
     for port in ports:
         if port.serial_number == serial_number:
@@ -241,6 +244,8 @@ class BoardPool:
         def one(name: str) -> None:
             with contextlib.suppress(BoardUnavailable):
                 self.acquire(name)
+
+        from concurrent.futures import ThreadPoolExecutor  # only when flashing without xdist
 
         # The threads live until release_all(): an emulator started in a thread is
         # killed when that thread ends (PR_SET_PDEATHSIG follows the thread, not the process).

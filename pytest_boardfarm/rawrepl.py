@@ -2,8 +2,8 @@
 
 This layer turns "run these bytes of source" into the Ctrl-A / Ctrl-D exchange
 and back into (stdout, stderr). It uses raw-paste mode (firmware 1.14+) with its
-flow control where the board supports it and plain raw mode elsewhere, and it
-records every byte it reads into a :class:`Transcript`.
+flow control where the board supports it, plain raw mode elsewhere and for short
+sources, and it records every byte it reads into a :class:`Transcript`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ ERROR_TAIL = 64 << 10
 # The end of a program's reply: stdout ends at the first \x04, then the error text, \x04, the prompt.
 PROGRAM_END = re.compile(rb"\x04(.*?)\x04>", re.DOTALL)
 NUDGE_SECONDS = 0.5  # how long a Ctrl-C may go unanswered before the program's input is nudged
+# Sources up to this long (and within the pacing window) go in plain raw mode even where
+# raw-paste is supported: one exchange instead of two. Longer ones keep raw-paste's flow
+# control, and its compiling as bytes arrive (plain raw mode holds the source in RAM).
+SHORT_SOURCE = 256
 STRAY_READS = 64  # bounds collecting stray output before an exchange, against a board that floods
 
 
@@ -276,11 +280,7 @@ class RawRepl:
         return result
 
     def _exec_once(self, source: bytes, deadline: Deadline) -> ExecResult:
-        if self.raw_paste is not False and self._start_raw_paste(deadline):
-            self._send_raw_paste(source, deadline)
-        else:
-            self._send_plain(source)
-            self._expect_ok(deadline)
+        self._send_source(source, deadline)
         stdout = self._read_until(CTRL_D, deadline, "the end of the program's output", running=True)[:-1]
         stderr = self._read_until(CTRL_D, deadline, "the end of the error output", running=True)[:-1]
         prompt = self._read_until(b">", deadline, "the raw prompt")
@@ -301,6 +301,23 @@ class RawRepl:
             stdout + prompt,
             at_prompt=True,
         )
+
+    def _send_source(self, source: bytes, deadline: Deadline) -> None:
+        """Send a program and see it accepted: raw-paste mode where the board has it and the
+        source is longer than the pacing window, plain raw mode otherwise.
+
+        A short source in plain raw mode is one exchange (source, then ``OK``) where
+        raw-paste takes two (the request and its window, then the data and its
+        acknowledgement); it fits the window that plain raw mode sends at once on any
+        board, so it needs no flow control. While the answer to the raw-paste request
+        is unknown (entering settles it) the request is made.
+        """
+        short = len(source) + 1 <= min(self.pacing.window, SHORT_SOURCE)
+        if self.raw_paste is not False and not (short and self.raw_paste) and self._start_raw_paste(deadline):
+            self._send_raw_paste(source, deadline)
+        else:
+            self._send_plain(source)
+            self._expect_ok(deadline)
 
     def _send_plain(self, source: bytes) -> None:
         self._transport.write(source + CTRL_D)
@@ -448,11 +465,7 @@ class RawRepl:
         if self.raw_paste is False and len(source) + 1 > self.pacing.window:
             self._stage(source, deadline)
             source = STAGED_RUN
-        if self.raw_paste is not False and self._start_raw_paste(deadline):
-            self._send_raw_paste(source, deadline)
-        else:
-            self._send_plain(source)
-            self._expect_ok(deadline)
+        self._send_source(source, deadline)
         self._program_from = self.console.end
         self.state = State.RUNNING
         self._to_console()

@@ -3,6 +3,7 @@
 Gathers per-board results (results.py) and, at the end, writes the JUnit file
 (junit.py), prints the per-board table after pytest's own summary, and on
 GitHub Actions appends the job summary and failure annotations (github.py).
+Those two are imported when written: junit-xml brings xml.dom and six along.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from typing import Any
 import pytest
 
 from . import settings
-from .github import failure_annotations, markdown_summary
 from .identity import TestBoard, guess_board, identify_all
-from .junit import write_junit
 from .results import BoardResults, ResultsCollector, RunEnd
 
 # --collect-only, --setup-only, --setup-plan, --fixtures, --fixtures-per-test: no test is meant to run
@@ -144,6 +143,8 @@ class FarmReporter(ResultsCollector):
     def _write_junit(self, boards: list[BoardResults]) -> None:
         if not self.junit_path or self.junit_error is not None:  # warned once is enough
             return
+        from .junit import write_junit
+
         try:
             write_junit(self.junit_path, boards)
         except (OSError, ValueError) as exc:
@@ -189,6 +190,8 @@ class FarmReporter(ResultsCollector):
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if not summary or not boards:
             return
+        from .github import failure_annotations, markdown_summary
+
         with open(summary, "a", encoding="utf-8") as f:
             f.write(markdown_summary(boards))
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +44,8 @@ def marker_problems(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]
     problems = [f"positional argument {short_repr(arg)} not allowed; use name=, platform=, tags=" for arg in args]
     for key, value in kwargs.items():
         if key not in MARKER_KEYS:
+            import difflib  # a typo's suggestion only
+
             close = difflib.get_close_matches(key, MARKER_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"unknown argument {key!r}{hint}; known: {known}")

@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_boardfarm.farmfile import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: pytest itself depends on tomli there
+    import tomli as tomllib
+
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"

@@ -503,7 +503,7 @@ def test_a_by_id_port_and_a_serial_number_are_resolved_to_their_device(
             "  - {name: by-serial, serial_number: E6614103}\n"
         )
         fake = SimpleNamespace(device=relay.device, vid=0x2E8A, pid=0x0005, serial_number="E6614103", description="x")
-        monkeypatch.setattr("pytest_boardfarm.pool.list_ports.comports", lambda: [fake])
+        monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [fake])
         assert cli.main(["list", "--farm", str(farm)]) == 0
         rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
         assert f"{link} -> {relay.device}" in rows["by-id"] and rows["by-id"].endswith("free")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_boardfarm import connect
+from pytest_boardfarm import connect, plugin
 from pytest_boardfarm.emulator import MicrobitEmulator, start_many
 from pytest_boardfarm.locks import BoardLock
 
@@ -129,6 +129,85 @@ def test_where(board, i, record_property):
     pairs = set(re.findall(r"WHERE (sim-\d) (gw\d)", result.stdout.str()))
     assert len(pairs) == 2 and {board for board, _ in pairs} == {"sim-1", "sim-2"}
     result.assert_outcomes(passed=8)
+
+
+WHERE_SUITE = """
+import os, pytest
+@pytest.mark.parametrize("i", range(3))
+def test_where(board, i):
+    board.exec("x = 1")
+    with open(os.environ["WHERE_LOG"], "a") as f:
+        f.write(f"{board.name} {os.environ['PYTEST_XDIST_WORKER']} {i}\\n")
+"""
+
+
+def five_boards(tmp_path: Path) -> Path:
+    path = tmp_path / "farm5.yaml"
+    path.write_text(
+        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
+        + "".join(f"  - {{name: sim-{n}, emulator: microbit, timeout: 30}}\n" for n in range(1, 6))
+    )
+    return path
+
+
+def runs_per_worker(log: Path) -> dict[str, list[tuple[str, int]]]:
+    """worker -> (board, i) in the order the worker ran them."""
+    ran: dict[str, list[tuple[str, int]]] = {}
+    for line in log.read_text().splitlines():
+        board, worker, i = line.split()
+        ran.setdefault(worker, []).append((board, int(i)))
+    return ran
+
+
+def test_workers_drive_several_boards_in_turn(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5 boards on 2 workers: every test has its result, each board's tests ran on one
+    worker, in order, and a worker finished one board before it started the next."""
+    pytester.makepyfile(test_where=WHERE_SUITE)
+    log = tmp_path / "where.log"
+    monkeypatch.setenv("WHERE_LOG", str(log))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--farm", str(five_boards(tmp_path)), "-n", "2", timeout=300
+    )
+    result.assert_outcomes(passed=15)
+    ran = runs_per_worker(log)
+    assert len(ran) == 2
+    for runs in ran.values():
+        boards_in_turn = [board for n, (board, _) in enumerate(runs) if n == 0 or runs[n - 1][0] != board]
+        assert len(boards_in_turn) == len(set(boards_in_turn))  # never back to a board it left
+        for board in set(boards_in_turn):
+            assert [i for b, i in runs if b == board] == [0, 1, 2]  # all of its tests, in order, here
+    assert sorted({board for runs in ran.values() for board, _ in runs}) == [f"sim-{n}" for n in range(1, 6)]
+
+
+def test_auto_takes_at_most_what_the_host_carries(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-n auto with more boards than the host's limit (xdist's PYTEST_XDIST_AUTO_NUM_WORKERS
+    here, 4 per core otherwise): that many workers, and every board's tests run."""
+    pytester.makepyfile(test_where=WHERE_SUITE)
+    monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--farm", str(five_boards(tmp_path)), "-n", "auto", timeout=300
+    )
+    assert "created: 3/3 workers" in result.stdout.str()
+    result.assert_outcomes(passed=15)
+    assert len(runs_per_worker(tmp_path / "where.log")) == 3
+
+
+@pytest.mark.parametrize(
+    ("boards", "env", "cores", "workers"),
+    [(16, None, 2, 8), (3, None, 2, 3), (16, "6", 2, 6), (16, "0", 1, 4), (16, "many", 4, 16), (0, None, 2, 1)],
+)
+def test_auto_workers(boards: int, env: str | None, cores: int, workers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if env is None:
+        monkeypatch.delenv(plugin.AUTO_WORKERS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(plugin.AUTO_WORKERS_ENV, env)
+    monkeypatch.setattr(plugin, "_usable_cores", lambda: cores)
+    assert plugin.auto_workers(boards) == workers
 
 
 def test_command_line_narrows_the_farm(pytester: pytest.Pytester, farm: Path) -> None:

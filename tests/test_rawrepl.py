@@ -163,3 +163,26 @@ def test_system_exit_without_a_reboot_returns_normally() -> None:
     device = FakeDevice(paste="old", exit_reboots=False)  # as the micro:bit's 1.9.2 answers
     repl = repl_for(device)
     assert repl.exec(b"import sys\nprint('bye')\nsys.exit()", Deadline(2)).stdout == b"bye\r\n"
+
+
+def test_short_sources_go_plain_on_a_raw_paste_board() -> None:
+    """One exchange instead of two; a long source still gets raw-paste's flow control."""
+    device = FakeDevice(paste="yes", window=16)
+    repl = repl_for(device)
+    assert repl.raw_paste is True
+    asked = device.written.count(b"\x05A\x01")
+    assert repl.exec(b"print(6*7)", Deadline(2)).stdout == b"42\r\n"
+    assert device.written.count(b"\x05A\x01") == asked
+    source = ("x = 0\n" + "x += 1\n" * 20 + "print(x)").encode()
+    assert repl.exec(source, Deadline(2)).stdout == b"20\r\n"
+    assert device.written.count(b"\x05A\x01") == asked + 1
+    assert device.max_unacked <= 0
+
+
+def test_a_large_write_window_does_not_turn_raw_paste_off() -> None:
+    device = FakeDevice(paste="yes", window=16)
+    repl = repl_for(device, pacing=Pacing(window=1 << 20))
+    asked = device.written.count(b"\x05A\x01")
+    source = ("x = 0\n" + "x += 1\n" * 60 + "print(x)").encode()
+    assert repl.exec(source, Deadline(2)).stdout == b"60\r\n"
+    assert device.written.count(b"\x05A\x01") == asked + 1
