@@ -29,7 +29,7 @@ from .files import DeployResult
 from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
 from .inventory import BoardSpec, Farm
 from .locks import BoardLock, LockTimeout
-from .places import Coordinator, PlaceLock
+from .places import Coordinator, PlaceError, PlaceLock
 from .rawrepl import Pacing
 from .transport import open_transport
 
@@ -225,6 +225,7 @@ class BoardPool:
         self.flashed: dict[str, flashing.Outcome] = {}  # what flashing did, per board, in this process
         self._workers: ThreadPoolExecutor | None = None
         self._coordinator: Coordinator | None = None  # this process's labgrid session, opened for the first place
+        self._coordinator_error: PlaceError | None = None  # why it could not be opened (tried once per process)
         self._coordinator_opening = threading.Lock()  # boards are prepared in threads
 
     def acquire_many(self, names: Iterable[str]) -> None:
@@ -289,7 +290,10 @@ class BoardPool:
         if spec.emulator or name in self.held:  # an emulated board is this run's alone
             return True
         if spec.place:
-            return self._place_lock(spec.place).is_free()
+            try:
+                return self._place_lock(spec.place).is_free()
+            except PlaceError:
+                return True  # acquire() says why the place cannot be had
         return BoardLock(self.farm.lock_dir, _lock_key(spec)).is_free()
 
     def lock_of(self, name: str) -> BoardLock | None:
@@ -331,11 +335,20 @@ class BoardPool:
         return self._ladder(held).hard_reset()
 
     def _place_lock(self, place: str) -> PlaceLock:
-        """A place on the farm's labgrid coordinator (one session per process, opened on first use)."""
+        """A place on the farm's labgrid coordinator (one session per process, opened on first use).
+
+        A coordinator that cannot be reached is not tried again for each place and question:
+        one that never answers costs 20 s a try."""
         with self._coordinator_opening:
+            if self._coordinator_error is not None:
+                raise PlaceError(str(self._coordinator_error))
             if self._coordinator is None:
                 assert self.farm.coordinator is not None  # inventory.py refuses a place without one
-                self._coordinator = Coordinator(self.farm.coordinator)
+                try:
+                    self._coordinator = Coordinator(self.farm.coordinator)
+                except PlaceError as exc:
+                    self._coordinator_error = exc
+                    raise
             return PlaceLock(self._coordinator, place)
 
     def _prepare(self, spec: BoardSpec) -> Allocated:

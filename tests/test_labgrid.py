@@ -668,3 +668,50 @@ def test_boardfarm_list_shows_places_with_their_holders(lab: Lab, tmp_path: Path
     assert rows["remote-raw"]["port"].startswith("socket://127.0.0.1:")
     assert rows["remote-net"]["state"] == f"held ({HOST}/bob)"
     assert rows["sim"]["source"] == "farm.yaml" and rows["sim"]["state"] == "free"
+
+
+def test_a_coordinator_that_is_not_there_errors_its_boards_and_the_others_run(tmp_path: Path) -> None:
+    """Ordering asks whether each place is free before any test: a coordinator that cannot be
+    reached must not end the run there (INTERNALERROR), and is tried once per process, not
+    once per question (an address that never answers costs 20 s a try)."""
+    (tmp_path / "farm.yaml").write_text(
+        f"coordinator: 127.0.0.1:{free_port()}\nboards:\n"
+        "  - {name: far-1, place: p1}\n  - {name: far-2, place: p2}\n  - {name: sim, emulator: microbit}\n"
+    )
+    (tmp_path / "test_quick.py").write_text("def test_quick(board):\n    assert board.eval('1 + 1') == 2\n")
+    result = run_pytest(tmp_path, "--farm", "farm.yaml")
+    text = "\n".join(result.outlines + result.errlines)
+    assert "INTERNALERROR" not in text, text[-3000:]
+    assert outcomes(result) == {
+        "test_quick.py::test_quick[far-1]": "ERROR",
+        "test_quick.py::test_quick[far-2]": "ERROR",
+        "test_quick.py::test_quick[sim]": "PASSED",
+    }, text[-3000:]
+    assert text.count("cannot reach the labgrid coordinator at 127.0.0.1:") >= 2
+
+
+def test_a_coordinator_that_is_not_there_is_tried_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_boardfarm import pool as pool_module
+    from pytest_boardfarm.pool import BoardPool, BoardUnavailable
+
+    tries: list[str] = []
+
+    def counted(address: str) -> Coordinator:
+        tries.append(address)
+        return Coordinator(address)
+
+    monkeypatch.setattr(pool_module, "Coordinator", counted)
+    farm = parse_farm(
+        f"coordinator: 127.0.0.1:{free_port()}\nboards:\n  - {{name: a, place: p1}}\n  - {{name: b, place: p2}}\n"
+    )
+    pool = BoardPool(farm, lock_timeout=1)
+    try:
+        assert pool.is_free("a") and pool.is_free("b")  # acquire() says what is wrong
+        for name in ("a", "b"):
+            with pytest.raises(BoardUnavailable, match="cannot reach the labgrid coordinator"):
+                pool.acquire(name)
+    finally:
+        pool.release_all()
+    assert len(tries) == 1
