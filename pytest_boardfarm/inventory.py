@@ -249,7 +249,7 @@ class _Checker:
         if value is None or isinstance(value, bool) and kind is not _boolean:
             self.problem(node, key, f"expected {label}, got {_kind(node)}")
             return None
-        if kind is str and not isinstance(value, str):
+        if kind in (str, _filled) and not isinstance(value, str):
             self.problem(node, key, f"expected {label}, got {type(value).__name__} {short_repr(value)}")
             return None
         try:
@@ -473,12 +473,20 @@ _FIRMWARE_KEYS = {
     "fallback": "an image path",
 }
 
+
+def _filled(value: str) -> str:
+    """Text that names something: ``port: ''`` would silently be no port at all."""
+    if not value.strip():
+        raise ValueError("blank")
+    return value
+
+
 # key -> converter(checker, node, key) -> value or None (problem recorded)
 _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "name": _name,
-    "port": lambda c, n, k: c.scalar(n, k, str, "a port or pyserial URL"),
+    "port": lambda c, n, k: c.scalar(n, k, _filled, "a port or pyserial URL"),
     "emulator": _emulator,
-    "serial_number": lambda c, n, k: c.scalar(n, k, str, "a string"),
+    "serial_number": lambda c, n, k: c.scalar(n, k, _filled, "a USB serial number"),
     "platform": lambda c, n, k: c.scalar(n, k, str, "a string"),
     "tags": _str_list,
     "baudrate": lambda c, n, k: c.scalar(n, k, _whole(1, 20_000_000), "a whole number from 1 to 20000000"),
@@ -490,7 +498,7 @@ _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "dtr": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "rts": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "deploy": lambda c, n, k: c.scalar(n, k, str, "a directory path"),
-    "place": lambda c, n, k: c.scalar(n, k, str, "a labgrid place name"),
+    "place": lambda c, n, k: c.scalar(n, k, _filled, "a labgrid place name"),
     "write_window": lambda c, n, k: c.scalar(n, k, _whole(1, 65536), "a whole number of bytes from 1 to 65536"),
     "properties": _properties,
 }
