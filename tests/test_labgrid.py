@@ -10,6 +10,7 @@ Debian's ser2net in front of a pty. Places are created and tagged with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.server
 import json
@@ -715,3 +716,39 @@ def test_a_coordinator_that_is_not_there_is_tried_once_per_process(
     finally:
         pool.release_all()
     assert len(tries) == 1
+
+
+def test_sigterm_to_the_controller_alone_releases_its_workers_places(lab: Lab, tmp_path: Path) -> None:
+    """`docker stop` or a CI runner signals the main process only; xdist stops busy workers by
+    interrupting their main thread, as SIGINT would. A run started in the background by a shell
+    script (`pytest ... &`) inherits SIGINT ignored, which makes that a no-op: xdist then
+    SIGKILLs the workers after 10 s, and their places stay acquired in labgrid, where a run on
+    another host can never take them over. The workers must stop and release them."""
+    remote_farm(tmp_path / "farm.yaml", lab)
+    (tmp_path / "test_hang.py").write_text(HANGING_SUITE)
+    started = tmp_path / "started"
+    env = dict(os.environ, STARTED=str(started))
+    proc = subprocess.Popen(
+        pytest_argv("--farm", "farm.yaml", "-n", "2"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
+    )
+    try:
+        deadline = Deadline(120)
+        while len(started.read_text().splitlines() if started.exists() else []) < 2:
+            assert proc.poll() is None and not deadline.expired(), "the run did not start both boards"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # the controller only
+        out = proc.communicate(timeout=60)[0]
+        holders = {place: lab.holder(place) for place in ("pl-raw", "pl-net")}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 2, out[-3000:]
+    assert holders == {"pl-raw": None, "pl-net": None}, out[-3000:]
+    assert "PASSED" not in out, out[-3000:]
