@@ -227,6 +227,7 @@ class RawRepl:
 
     def exec(self, source: bytes, deadline: Deadline) -> ExecResult:
         """Run ``source``; on a deadline, interrupt the board and leave it usable."""
+        source = source or b"\n"  # Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program
         self._collect_stray()
         try:
             if self.raw_paste is False and len(source) + 1 > self.pacing.window:

@@ -132,6 +132,17 @@ def test_run_local_script(mb: Board, tmp_path: Path) -> None:
     assert mb.ls() == []  # run from RAM, nothing written
 
 
+def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
+    """Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program: an empty
+    script (``boardfarm run`` of an empty file) waited for output that never came."""
+    mb.exec("kept = 42")
+    empty = tmp_path / "empty.py"
+    empty.write_bytes(b"")
+    assert mb.exec("", timeout=3) == ""
+    assert mb.run(empty, timeout=3) == ""
+    assert mb.eval("kept") == 42  # no reboot: RAM kept
+
+
 # -- files ---------------------------------------------------------------------
 
 
