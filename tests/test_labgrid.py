@@ -752,3 +752,22 @@ def test_sigterm_to_the_controller_alone_releases_its_workers_places(lab: Lab, t
     assert proc.returncode == 2, out[-3000:]
     assert holders == {"pl-raw": None, "pl-net": None}, out[-3000:]
     assert "PASSED" not in out, out[-3000:]
+
+
+def test_boardfarm_list_probe_probes_free_places_too(lab: Lab, tmp_path: Path) -> None:
+    farm = remote_farm(tmp_path / "farm.yaml", lab, extra="  - {name: sim, emulator: microbit}\n")
+    lab.client("-p", "pl-net", "acquire", user="bob")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_boardfarm.cli", "list", "--farm", str(farm), "--probe", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        lab.client("-p", "pl-net", "release", user="bob")
+    assert proc.returncode == 0, proc.stderr[-3000:]  # was a KeyError on the first place board
+    rows = {row["name"]: row for row in json.loads(proc.stdout)}
+    assert "MicroPython" in rows["remote-raw"]["firmware"] and "MicroPython" in rows["sim"]["firmware"]
+    assert rows["remote-net"]["state"] == f"held ({HOST}/bob)" and not rows["remote-net"]["firmware"]
+    assert_places_free(lab, "pl-raw")
