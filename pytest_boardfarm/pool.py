@@ -310,10 +310,10 @@ class BoardPool:
         """The board's lock and port, without connecting or touching the board.
 
         For a console (``boardfarm monitor`` / ``repl``) that must not interrupt
-        what runs; an emulated board is started for the while.
+        what runs; an emulated board is started for the while, a place acquired.
         """
         spec = self.farm.get(name)
-        lock = self.lock_of(name)
+        lock = self._place_lock(spec.place) if spec.place else self.lock_of(name)
         if lock is not None:
             lock.acquire(self.lock_timeout)
         emulator = None
@@ -321,6 +321,8 @@ class BoardPool:
             if spec.emulator:
                 emulator = EMULATORS[spec.emulator]().start()
                 yield emulator.url
+            elif isinstance(lock, PlaceLock):
+                yield lock.endpoint().url
             else:
                 yield _port_for(spec)
         finally:

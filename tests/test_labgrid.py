@@ -771,3 +771,21 @@ def test_boardfarm_list_probe_probes_free_places_too(lab: Lab, tmp_path: Path) -
     assert "MicroPython" in rows["remote-raw"]["firmware"] and "MicroPython" in rows["sim"]["firmware"]
     assert rows["remote-net"]["state"] == f"held ({HOST}/bob)" and not rows["remote-net"]["firmware"]
     assert_places_free(lab, "pl-raw")
+
+
+def test_boardfarm_repl_on_a_place_holds_the_place(lab: Lab, tmp_path: Path) -> None:
+    from .test_cli_commands import BOARDFARM, Terminal
+
+    farm = remote_farm(tmp_path / "farm.yaml", lab)
+    term = Terminal([*BOARDFARM, "repl", "--farm", str(farm), "remote-net"])
+    try:
+        term.expect(b">>> ")  # was "no device at": the place's serial port was never asked for
+        holder = lab.holder("pl-net")
+        term.type(b"6 * 7\r")
+        term.expect(b"42\r\n>>> ")
+        term.type(b"\x1d")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    assert holder is not None and re.fullmatch(rf"{re.escape(HOST)}/.+\+boardfarm-\d+-\d+", holder)
+    assert_places_free(lab, "pl-net")
