@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -139,6 +140,8 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+STOP_SECONDS = 10.0  # after Ctrl-C, the longest the boards' threads get to stop (each sends Ctrl-C to its board)
+
 Work = Callable[[Allocated, BoardPool], Outcome]  # the board held, and the pool that holds it
 
 
@@ -181,8 +184,13 @@ def on_boards(
     # The threads live until the boards are released: an emulator started in a
     # thread dies with it (PR_SET_PDEATHSIG follows the thread).
     with ThreadPoolExecutor(max_workers=max(1, len(specs)), thread_name_prefix="boardfarm-cli") as workers:
+        futures = [workers.submit(one, spec) for spec in specs]
         try:
-            results = [f.result() for f in [workers.submit(one, spec) for spec in specs]]
+            results = [f.result() for f in futures]
+        except BaseException:  # Ctrl-C or SIGTERM, which only this thread gets: the others stop waiting
+            pool.stopping.set()
+            futures_wait(futures, timeout=STOP_SECONDS)
+            raise
         finally:
             pool.release_all()
     return results

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import BoardError
-from .locks import LockTimeout
+from .locks import LockTimeout, pause
 
 if TYPE_CHECKING:
     from .inventory import Farm  # inventory.py imports this module
@@ -324,8 +324,9 @@ class PlaceLock:
     def held(self) -> bool:
         return self._held
 
-    def acquire(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds; LockTimeout names the holder as the coordinator reports it."""
+    def acquire(self, timeout: float, stopping: threading.Event | None = None) -> None:
+        """Wait up to ``timeout`` seconds; LockTimeout names the holder as the coordinator reports it
+        (Stopped once ``stopping`` is set)."""
         end = time.monotonic() + timeout
         dead: set[str] = set()  # dead runs we released the place from (each once)
         while True:
@@ -345,7 +346,7 @@ class PlaceLock:
                     f"place {self.key!r} is acquired by {who} (labgrid coordinator {self.coordinator.address});"
                     f" gave up after {timeout:g}s"
                 )
-            time.sleep(POLL_SECONDS)
+            pause(POLL_SECONDS, stopping)
 
     def _state(self) -> PlaceState:
         state = self.coordinator.state(self.key)

@@ -227,6 +227,9 @@ class BoardPool:
         self._coordinator: Coordinator | None = None  # this process's labgrid session, opened for the first place
         self._coordinator_error: PlaceError | None = None  # why it could not be opened (tried once per process)
         self._coordinator_opening = threading.Lock()  # boards are prepared in threads
+        # Set by a command stopped by Ctrl-C (which reaches its main thread only): the threads that
+        # wait for a lock or on a board end their waits with Stopped, and Ctrl-C the board.
+        self.stopping = threading.Event()
 
     def acquire_many(self, names: Iterable[str]) -> None:
         """Prepare several boards at once (each flashes in its own thread); errors are
@@ -358,14 +361,14 @@ class BoardPool:
         emulator = None
         if spec.place:  # a board on another host: its labgrid place
             lock = self._place_lock(spec.place)
-            lock.acquire(self.lock_timeout)
+            lock.acquire(self.lock_timeout, self.stopping)
             if lock.took_over:
                 self.log(
                     f"{spec.name}: took place {spec.place} over from {lock.took_over}, a run that no longer exists"
                 )
         elif not spec.emulator:  # an emulated board belongs to this run alone
             lock = BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
-            lock.acquire(self.lock_timeout)
+            lock.acquire(self.lock_timeout, self.stopping)
         try:
             if self.flash and spec.firmware is not None:
                 held = self._flash(spec, lock)
@@ -436,14 +439,19 @@ class BoardPool:
         if held.spec.deploy and self.deploy:
             held.deployed = held.board.deploy(held.spec.deploy)
 
-    @staticmethod
-    def _connect(spec: BoardSpec, url: str, *, enter: bool = True) -> FarmBoard:
+    def _connect(self, spec: BoardSpec, url: str, *, enter: bool = True) -> FarmBoard:
         pacing = Pacing(spec.write_window)
-        opener = FarmBoard.open if enter else FarmBoard.attach
-        board = opener(
+        board = FarmBoard.attach(
             url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=pacing, dtr=spec.dtr, rts=spec.rts
         )
         board.spec = spec
+        board.stop_on(self.stopping)
+        if enter:
+            try:
+                board.enter_raw_repl()
+            except BaseException:
+                board.close_port()
+                raise
         return board
 
     # -- health ------------------------------------------------------------------

@@ -12,13 +12,15 @@ import contextlib
 import os
 import re
 import struct
+import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from . import literals
 from .console import Console
 from .deadline import Deadline
-from .errors import BoardRebooted, BoardTimeout, ProtocolError
+from .errors import BoardError, BoardRebooted, BoardTimeout, ProtocolError, Stopped
 from .transcript import Transcript, readable
 
 BANNER = b"raw REPL; CTRL-B to exit\r\n>"
@@ -48,6 +50,7 @@ PENDING_LIMIT = 16 << 20
 ERROR_TAIL = 64 << 10
 # The end of a program's reply: stdout ends at the first \x04, then the error text, \x04, the prompt.
 PROGRAM_END = re.compile(rb"\x04(.*?)\x04>", re.DOTALL)
+STOP_POLL_SECONDS = 0.1  # how soon a wait sees that its command was stopped (RawRepl.stopping)
 NUDGE_SECONDS = 0.5  # how long a Ctrl-C may go unanswered before the program's input is nudged
 STRAY_READS = 64  # bounds collecting stray output before an exchange, against a board that floods
 
@@ -118,15 +121,33 @@ class RawRepl:
         # attached without entering gets to the prompt itself (enter, or the recovery ladder).
         self.state = State.IDLE
         self._program_from = 0  # console position where the background program's output begins
+        # Set from another thread to end this connection's waits (a command stopped by Ctrl-C).
+        self.stopping: threading.Event | None = None
 
     # -- reading -----------------------------------------------------------------
 
     def _fill(self, timeout: float) -> bool:
-        data = self._transport.read(timeout)
+        data = self._transport.read(timeout) if self.stopping is None else self._read_unless_stopped(timeout)
         if data:
             self.transcript.append(data)
             self._buf += data
         return bool(data)
+
+    def _read_unless_stopped(self, timeout: float) -> bytes:
+        """A read that ends within STOP_POLL_SECONDS of ``stopping`` being set, with Stopped.
+
+        Ctrl-C is sent on the way out: what the board runs is not left running."""
+        assert self.stopping is not None
+        end = time.monotonic() + timeout
+        while True:
+            if self.stopping.is_set():
+                self.state = State.UNKNOWN
+                with contextlib.suppress(BoardError):
+                    self._transport.write(CTRL_C + CTRL_C)
+                raise Stopped(f"{self.label}: stopped")
+            data = self._transport.read(min(STOP_POLL_SECONDS, max(0.0, end - time.monotonic())))
+            if data or time.monotonic() >= end:
+                return data
 
     def _read_until(self, marker: bytes, deadline: Deadline, what: str, *, running: bool = False) -> bytes:
         """Consume and return the buffer up to and including ``marker``.
