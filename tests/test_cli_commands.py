@@ -542,11 +542,13 @@ def test_monitor_sends_nothing_even_ctrl_c_which_leaves(farm: Path, boards: list
     assert b"KeyboardInterrupt" not in seen
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
 def test_ctrl_c_during_exec_on_several_boards_stops_them_at_once_and_frees_them(
-    farm: Path, boards: list[MicrobitEmulator], tmp_path: Path
+    farm: Path, boards: list[MicrobitEmulator], tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
     """Each board works in a thread of its own: Ctrl-C reached only the main thread, which then
-    waited for every board's program to reach --timeout before exiting."""
+    waited for every board's program to reach --timeout before exiting. SIGTERM (a CI job
+    cancelled) killed the command outright: its labgrid places stayed acquired."""
     proc = subprocess.Popen(
         [*BOARDFARM, "exec", "--farm", str(farm), "--board", "mb-1", "--board", "mb-2", "--timeout", "300"]
         + ["while True:\n    pass"],
@@ -561,13 +563,13 @@ def test_ctrl_c_during_exec_on_several_boards_stops_them_at_once_and_frees_them(
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         time.sleep(0.5)  # in the program (or still bringing a board up: either must stop)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)  # far less than the program's 300 s
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert (proc.returncode, err) == (130, "boardfarm: interrupted\n"), out + err
+    assert (proc.returncode, err) == (code, "boardfarm: interrupted\n"), out + err
     assert all(lock.is_free() for lock in locks)
     done = boardfarm("eval", "--farm", str(farm), "--board", "mb-1", "--board", "mb-2", "1 + 1")
     assert (done.returncode, done.stdout) == (0, "mb-1: 2\nmb-2: 2\n"), done.stderr  # interrupted, usable
