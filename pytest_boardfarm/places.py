@@ -49,6 +49,7 @@ EXTRA = "pip install 'pytest-boardfarm[labgrid]'"
 DEFAULT_PORT = 20408  # labgrid's coordinator
 POLL_SECONDS = 0.2  # waiting for another run's place: not a device wait
 CALL_SECONDS = 30.0  # the longest one request to the coordinator may take
+INTERRUPTED_CALL_SECONDS = 5.0  # after Ctrl-C, how long a request on its way gets to end
 MARK = "+boardfarm-"
 POWER_OFF_SECONDS = 1.0  # how long a power cycle keeps the board off
 POWER_SECONDS = 30.0  # the longest a power cycle may take (labgrid-client's start, the switch, the delay)
@@ -221,6 +222,9 @@ class Coordinator:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(CALL_SECONDS)
+        except KeyboardInterrupt:  # the request may be on its way: let it end, so what follows comes after it
+            concurrent.futures.wait([future], timeout=INTERRUPTED_CALL_SECONDS)
+            raise
         except concurrent.futures.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
             future.cancel()
             raise PlaceError(f"{failure}: no answer within {CALL_SECONDS:g}s") from None
@@ -335,7 +339,12 @@ class PlaceLock:
                 dead.add(state.acquired)
                 self.coordinator.release(self.key, holder=state.acquired)  # only if that dead run still has it
                 continue
-            refusal = None if state.acquired else self.coordinator.try_acquire(self.key)
+            try:
+                refusal = None if state.acquired else self.coordinator.try_acquire(self.key)
+            except BaseException:  # Ctrl-C, or no answer: the coordinator may have granted it all the same
+                with contextlib.suppress(PlaceError):
+                    self.coordinator.release(self.key)  # only if we have it
+                raise
             if not state.acquired and refusal is None:
                 self._held = True
                 self.took_over = ", ".join(sorted(dead)) or None

@@ -789,3 +789,26 @@ def test_boardfarm_repl_on_a_place_holds_the_place(lab: Lab, tmp_path: Path) -> 
         term.close()
     assert holder is not None and re.fullmatch(rf"{re.escape(HOST)}/.+\+boardfarm-\d+-\d+", holder)
     assert_places_free(lab, "pl-net")
+
+
+def test_ctrl_c_while_a_place_is_being_acquired_leaves_it_free(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land after the coordinator granted the place but before the lock knew it had
+    it: the place stayed acquired by a run about to end (a run on another host waits forever)."""
+    coordinator = Coordinator(lab.address)
+    try:
+        granted = coordinator.try_acquire
+
+        def then_interrupted(name: str) -> str | None:
+            assert granted(name) is None
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(coordinator, "try_acquire", then_interrupted)
+        lock = PlaceLock(coordinator, "pl-raw")
+        with pytest.raises(KeyboardInterrupt):
+            lock.acquire(5)
+        lock.release()  # what the pool does with a lock it holds; this one it does not know it holds
+        holder = lab.holder("pl-raw")
+    finally:
+        coordinator.release("pl-raw")  # if we still have it, for the next tests
+        coordinator.close()
+    assert holder is None
