@@ -451,10 +451,15 @@ class RawRepl:
     def expect(self, pattern: re.Pattern[bytes], deadline: Deadline, what: str) -> re.Match[bytes]:
         """The first match of ``pattern`` in output not yet consumed, waiting for more until ``deadline``."""
         self._to_console()
+        looked = False  # at what already arrived, once the deadline has passed (timeout=0 is a look)
         while True:
             found = self.console.search(pattern)
             if found is not None:
                 return found
+            if deadline.expired() and not looked:
+                looked = True
+                self._collect_stray()
+                continue
             if deadline.expired():
                 raise BoardTimeout(
                     f"{self.label}: timed out after {deadline.seconds:g}s waiting for {what}; "
