@@ -49,7 +49,7 @@ INTERRUPT_SECONDS = 2.0
 PENDING_LIMIT = 16 << 20
 ERROR_TAIL = 64 << 10
 # The end of a program's reply: stdout ends at the first \x04, then the error text, \x04, the prompt.
-PROGRAM_END = re.compile(rb"\x04(.*?)\x04>", re.DOTALL)
+PROGRAM_END = re.compile(rb"\x04([^\x04]*)\x04>")  # the last 0x04 before it: the program may print 0x04
 STOP_POLL_SECONDS = 0.1  # how soon a wait sees that its command was stopped (RawRepl.stopping)
 NUDGE_SECONDS = 0.5  # how long a Ctrl-C may go unanswered before the program's input is nudged
 STRAY_READS = 64  # bounds collecting stray output before an exchange, against a board that floods
@@ -308,6 +308,11 @@ class RawRepl:
         prompt = self._read_until(b">", deadline, "the raw prompt")
         if prompt != b">" and SOFT_REBOOT in prompt:
             self._rebooted_at_exit(prompt, stdout, deadline)
+        if prompt != b">":  # the program printed 0x04 itself: the reply ends at the last 0x04 and '>'
+            reply = stdout + CTRL_D + stderr + CTRL_D + prompt
+            if not reply.endswith(CTRL_D + b">"):
+                reply += self._read_until(CTRL_D + b">", deadline, "the end of the error output", running=True)
+            stdout, _, stderr = reply[:-2].rpartition(CTRL_D)
         return ExecResult(stdout, stderr)
 
     def _rebooted_at_exit(self, prompt: bytes, stdout: bytes, deadline: Deadline) -> None:

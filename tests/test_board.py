@@ -132,6 +132,20 @@ def test_run_local_script(mb: Board, tmp_path: Path) -> None:
     assert mb.ls() == []  # run from RAM, nothing written
 
 
+def test_output_with_the_raw_repls_end_byte_is_output_not_an_error(mb: Board) -> None:
+    """The raw REPL ends a program's output with 0x04: a program that prints that byte itself
+    (binary data on the UART) was reported as raising its output after it."""
+    binary = "from microbit import uart\nuart.write(b'a\\x04b\\x04c>d')\n"
+    assert mb.exec(binary + "print('END')") == "a\x04b\x04c>dEND\n"
+    with pytest.raises(DeviceError) as caught:
+        mb.exec(binary + "raise ValueError('after')")
+    assert caught.value.stdout == "a\x04b\x04c>d" and caught.value.exc_name == "ValueError"
+    mb.start(binary + "print('END')")
+    mb.expect_exact("END", timeout=10)
+    assert mb.stop() == "a\x04b\x04c>dEND\n"
+    assert mb.eval("1 + 1") == 2
+
+
 def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
     """Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program: an empty
     script (``boardfarm run`` of an empty file) waited for output that never came."""
