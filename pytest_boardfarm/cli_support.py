@@ -140,6 +140,10 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _tell(message: str) -> None:
+    print(f"boardfarm: {message}", file=sys.stderr, flush=True)
+
+
 STOP_SECONDS = 10.0  # after Ctrl-C, the longest the boards' threads get to stop (each sends Ctrl-C to its board)
 
 Work = Callable[[Allocated, BoardPool], Outcome]  # the board held, and the pool that holds it
@@ -161,7 +165,7 @@ def on_boards(
     by the recovery ladder) is a failed outcome with the pool's reason; a device
     exception is a failed outcome with the traceback as the board printed it.
     """
-    pool = BoardPool(farm, lock_timeout=lock_timeout, run_id=f"boardfarm {command}", deploy=deploy)
+    pool = BoardPool(farm, lock_timeout=lock_timeout, run_id=f"boardfarm {command}", deploy=deploy, notice=_tell)
 
     def one(spec: BoardSpec) -> Outcome:
         begin = time.monotonic()

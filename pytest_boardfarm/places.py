@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -318,10 +318,11 @@ class Coordinator:
 class PlaceLock:
     """A labgrid place held for a board, with BoardLock's interface (see the module docstring)."""
 
-    def __init__(self, coordinator: Coordinator, place: str) -> None:
+    def __init__(self, coordinator: Coordinator, place: str, notice: Callable[[str], None] = lambda _: None) -> None:
         self.coordinator = coordinator
         self.key = place
         self.took_over: str | None = None  # the dead run's name, when we took the place from one
+        self.notice = notice  # told when the place cannot be released (it then stays acquired)
         self._held = False
 
     @property
@@ -406,8 +407,13 @@ class PlaceLock:
     def release(self) -> None:
         if self._held:
             self._held = False
-            with contextlib.suppress(PlaceError):  # a coordinator gone: it drops the place with our session
+            try:
                 self.coordinator.release(self.key)
+            except PlaceError as exc:  # the place stays acquired in labgrid, by a run about to end
+                self.notice(
+                    f"{exc}; it stays acquired by {self.coordinator.holder} until the next run on this host"
+                    f" takes it over, or: labgrid-client -x {self.coordinator.address} -p {self.key} release --kick"
+                )
 
 
 def place_rows(coordinator: Coordinator, boards: list[tuple[str, str]]) -> list[PlaceRow]:

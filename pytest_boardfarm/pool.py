@@ -212,6 +212,7 @@ class BoardPool:
         force: bool = False,
         deploy: bool = True,
         log: Callable[[str], None] = lambda _: None,
+        notice: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.farm = farm
         self.lock_timeout = lock_timeout
@@ -220,6 +221,7 @@ class BoardPool:
         self.force = force  # flash even a board that proves it runs the image
         self.deploy = deploy  # copy farm.yaml's 'deploy' tree on bring-up (``boardfarm exec`` does not)
         self.log = log  # progress while flashing (the command line prints it)
+        self.notice = notice  # what the user must hear of: a place taken over, a place that could not be released
         self.held: dict[str, Allocated] = {}
         self.unavailable: dict[str, str] = {}
         self.flashed: dict[str, flashing.Outcome] = {}  # what flashing did, per board, in this process
@@ -354,7 +356,7 @@ class BoardPool:
                 except PlaceError as exc:
                     self._coordinator_error = exc
                     raise
-            return PlaceLock(self._coordinator, place)
+            return PlaceLock(self._coordinator, place, self.notice)
 
     def _prepare(self, spec: BoardSpec) -> Allocated:
         lock: BoardLock | PlaceLock | None = None
@@ -363,7 +365,7 @@ class BoardPool:
             lock = self._place_lock(spec.place)
             lock.acquire(self.lock_timeout, self.stopping)
             if lock.took_over:
-                self.log(
+                self.notice(
                     f"{spec.name}: took place {spec.place} over from {lock.took_over}, a run that no longer exists"
                 )
         elif not spec.emulator:  # an emulated board belongs to this run alone

@@ -343,10 +343,12 @@ def test_killed_runs_places_are_taken_over_by_the_next_run(lab: Lab, tmp_path: P
     (tmp_path / "test_hang.py").unlink()
     (tmp_path / "test_quick.py").write_text("def test_quick(board):\n    assert board.eval('1 + 1') == 2\n")
     result = run_pytest(tmp_path, "--farm", "farm.yaml", "--farm-lock-timeout", "30")
+    text = "\n".join(result.outlines)
     assert outcomes(result) == {
         "test_quick.py::test_quick[remote-raw]": "PASSED",
         "test_quick.py::test_quick[remote-net]": "PASSED",
-    }, "\n".join(result.outlines)[-3000:]
+    }, text[-3000:]
+    assert f"FarmWarning: remote-raw: took place pl-raw over from {holders['pl-raw']}" in text, text[-3000:]
     assert_places_free(lab, "pl-raw", "pl-net")
 
 
@@ -812,3 +814,30 @@ def test_ctrl_c_while_a_place_is_being_acquired_leaves_it_free(lab: Lab, monkeyp
         coordinator.release("pl-raw")  # if we still have it, for the next tests
         coordinator.close()
     assert holder is None
+
+
+def test_a_place_that_cannot_be_released_is_told(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coordinator that stops answering as the run ends leaves the place acquired: the user
+    hears of it, and how to release it (it was silent)."""
+    from pytest_boardfarm import places
+    from pytest_boardfarm.pool import BoardPool
+
+    told: list[str] = []
+    pool = BoardPool(load_farm(remote_farm(tmp_path / "farm.yaml", lab)), lock_timeout=10, notice=told.append)
+    coordinator = next(proc for proc in lab.procs if "labgrid-coordinator" in str(proc.args))
+    try:
+        pool.acquire("remote-raw")
+        monkeypatch.setattr(places, "CALL_SECONDS", 1.0)
+        coordinator.send_signal(signal.SIGSTOP)  # no answer, as a coordinator behind a lost link
+        try:
+            pool.release("remote-raw")
+        finally:
+            coordinator.send_signal(signal.SIGCONT)
+        monkeypatch.setattr(places, "CALL_SECONDS", 30.0)
+        assert len(told) == 1 and "cannot release place 'pl-raw'" in told[0], told
+        assert "-p pl-raw release --kick" in told[0]
+    finally:
+        if pool._coordinator is not None:
+            pool._coordinator.release("pl-raw")
+        pool.release_all()
+    assert_places_free(lab, "pl-raw")
