@@ -193,10 +193,14 @@ class SocketTransport:
     ) -> None:
         self.url = url  # baudrate, dtr and rts belong to whatever serves the socket
         parts = urlsplit(url)
-        if not parts.hostname or not parts.port:
-            raise ConnectionLost(f"cannot open {url}: expected socket://host:port")
         try:
-            self._sock = socket.create_connection((parts.hostname, parts.port), timeout=write_timeout)
+            host, port = parts.hostname, parts.port
+        except ValueError:  # a port out of range
+            host, port = None, None
+        if not host or not port:
+            raise ConnectionLost(f"cannot open {self.url}: expected {parts.scheme}://host:port")
+        try:
+            self._sock = socket.create_connection((host, port), timeout=write_timeout)
         except OSError as exc:
             raise ConnectionLost(f"cannot open {url}: {exc}") from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

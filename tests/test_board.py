@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -297,6 +298,20 @@ def test_nothing_listening_is_connection_lost() -> None:
 
     with pytest.raises(ConnectionLost, match="cannot open"):
         connect(f"socket://127.0.0.1:{free_port()}", timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("socket://127.0.0.1:99999", "cannot open socket://127.0.0.1:99999: expected socket://host:port"),
+        ("rfc2217://127.0.0.1", "cannot open rfc2217://127.0.0.1: expected rfc2217://host:port"),
+        ("rfc2217://127.0.0.1:65536?ign_set_control", "expected rfc2217://host:port"),
+    ],
+)
+def test_a_url_without_a_usable_port_is_connection_lost(url: str, expected: str) -> None:
+    """A port out of range was a bare ValueError (a test error without the board's health)."""
+    with pytest.raises(ConnectionLost, match=re.escape(expected)):
+        connect(url, timeout=1)
 
 
 def test_silent_port_times_out_with_what_it_saw() -> None:
