@@ -97,6 +97,12 @@ class ExecResult:
     stderr: bytes
 
 
+def transport_hint(transport: Transport) -> str:
+    """What the connection itself suggests about a board that does not answer (or "")."""
+    hint = getattr(transport, "hint", None)
+    return str(hint()) if callable(hint) else ""
+
+
 class RawRepl:
     def __init__(
         self,
@@ -231,7 +237,7 @@ class RawRepl:
         raise BoardTimeout(
             f"{self.label}: could not enter the raw REPL within {deadline.seconds:g}s "
             f"({tries} {'try' if tries == 1 else 'tries'}); "
-            f"the board printed: {readable(bytes(seen[-300:]))!r}",
+            f"the board printed: {readable(bytes(seen[-300:]))!r}{transport_hint(self._transport)}",
             bytes(seen),
         )
 

@@ -278,6 +278,16 @@ class Rfc2217Transport(SocketTransport):
             if data or time.monotonic() >= deadline:
                 return data
 
+    def hint(self) -> str:
+        """Why the board may not answer: a server that never negotiated is not RFC 2217."""
+        if self._decoder.heard:
+            return ""
+        raw = "socket://" + self.url.split("://", 1)[1].split("?", 1)[0]
+        return (
+            f"; the server at {self.url} never negotiated telnet, as an RFC 2217 server does at once:"
+            f" if it is a raw TCP port (ser2net's 'tcp' accepter, labgrid's 'protocol: raw'), use {raw}"
+        )
+
     def pulse_reset(self, seconds: float = 0.1) -> None:
         """RTS alone asserted, then released with DTR low (see SerialTransport.pulse_reset),
         as COM-PORT-OPTION requests; the server's confirmations are not waited for."""

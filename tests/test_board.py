@@ -328,6 +328,23 @@ def test_silent_port_times_out_with_what_it_saw() -> None:
     assert time.monotonic() - start < 4
 
 
+def test_an_rfc2217_url_to_a_port_that_never_speaks_telnet_says_so() -> None:
+    """A raw TCP port (ser2net's plain 'tcp' accepter, labgrid's 'protocol: raw') named as
+    rfc2217:// timed out with only "the board printed: ''"; an RFC 2217 server negotiates at once."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(BoardTimeout, match=rf"never negotiated telnet.*socket://127\.0\.0\.1:{port}"):
+            connect(f"rfc2217://127.0.0.1:{port}", timeout=1)
+        with pytest.raises(BoardTimeout) as caught:
+            connect(f"socket://127.0.0.1:{port}", timeout=1)
+        assert "telnet" not in str(caught.value)
+    finally:
+        server.close()
+
+
 def test_board_that_goes_away_is_connection_lost() -> None:
     with MicrobitEmulator() as emu:
         board = connect(emu.url, timeout=3)
