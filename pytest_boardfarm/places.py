@@ -290,6 +290,12 @@ class Coordinator:
             if protocol not in ("rfc2217", "raw"):
                 return None, f"its serial port {where} speaks {protocol!r}; rfc2217 or raw are supported"
             return Endpoint(str(params["host"]), int(params["port"]), protocol), ""
+        patterns = sorted(str(match) for match in place.matches)
+        if patterns and not place.acquired:  # it names resources, none of which is published now
+            return None, (
+                f"no exporter publishes a NetworkSerialPort it matches ({', '.join(patterns)}) now:"
+                " is the exporter running? (labgrid-client resources)"
+            )
         return None, "it has no NetworkSerialPort (labgrid-client -p PLACE add-match EXPORTER/GROUP/NetworkSerialPort)"
 
     def try_acquire(self, name: str) -> str | None:

@@ -841,3 +841,22 @@ def test_a_place_that_cannot_be_released_is_told(lab: Lab, tmp_path: Path, monke
             pool._coordinator.release("pl-raw")
         pool.release_all()
     assert_places_free(lab, "pl-raw")
+
+
+def test_a_place_whose_exporter_is_down_says_so_not_that_it_has_no_serial_port(lab: Lab) -> None:
+    """A place matching an exporter that is not connected (it exits when the coordinator
+    goes away, until systemd restarts it) was said to have no NetworkSerialPort, with advice
+    to add a match it already has."""
+    lab.place("pl-ghost", "hostZ", "ghost-board")
+    lab.client("-p", "pl-bare", "create")
+    coordinator = Coordinator(lab.address)
+    try:
+        ghost, bare = coordinator.state("pl-ghost"), coordinator.state("pl-bare")
+    finally:
+        coordinator.close()
+        lab.client("-p", "pl-ghost", "delete")
+        lab.client("-p", "pl-bare", "delete")
+    assert ghost is not None and ghost.endpoint is None
+    assert ghost.problem.startswith("no exporter publishes a NetworkSerialPort it matches"), ghost.problem
+    assert "hostZ/ghost-board/NetworkSerialPort" in ghost.problem
+    assert bare is not None and bare.problem.startswith("it has no NetworkSerialPort (labgrid-client"), bare.problem
