@@ -596,3 +596,11 @@ def test_ctrl_c_while_waiting_for_a_board_another_run_holds(farm: Path, boards: 
     finally:
         lock.release()
     assert (proc.returncode, err) == (130, "boardfarm: interrupted\n"), out + err
+
+
+def test_code_that_is_not_utf8_text_is_a_usage_error(farm: Path) -> None:
+    for command in ("exec", "eval"):
+        argv = [*BOARDFARM, command, "--farm", str(farm), "--board", "mb-1", b"print('\xff')"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT)
+        assert done.returncode == 2 and "is not UTF-8 text" in done.stderr, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
