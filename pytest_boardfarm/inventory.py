@@ -590,6 +590,9 @@ def parse_farm(text: str, filename: str = "farm.yaml", base_dir: Path | None = N
     return Farm(tuple(boards), lock_dir, Path(filename), coordinator)
 
 
+_ADDRESS = r"[A-Za-z0-9_.:\[\]-]+"  # HOST[:PORT], IPv6 in brackets
+
+
 def _coordinator(c: _Checker, sections: dict[str, tuple[Node, Node]], boards: list[BoardSpec]) -> str | None:
     """labgrid's coordinator (``coordinator:``, else LG_COORDINATOR), checked against the
     boards that need one; labgrid itself must be installed for either."""
@@ -597,9 +600,14 @@ def _coordinator(c: _Checker, sections: dict[str, tuple[Node, Node]], boards: li
     node = sections["coordinator"][1] if "coordinator" in sections else None
     if node is not None:
         address = c.scalar(node, "coordinator", str, "a labgrid coordinator address, HOST[:PORT]")
-        if address is not None and not re.fullmatch(r"[A-Za-z0-9_.:\[\]-]+", address):
+        if address is not None and not re.fullmatch(_ADDRESS, address):
             c.problem(node, "coordinator", f"not a HOST[:PORT] address: {short_repr(address)}")
     places = [b for b in boards if b.place]
+    if node is None and address is not None and places and not re.fullmatch(_ADDRESS, address):
+        c.problems.append(
+            f"{places[0].where}: {places[0].name}.place: the coordinator from LG_COORDINATOR"
+            f" is not a HOST[:PORT] address: {short_repr(address)}"
+        )
     for board in places:
         if address is None and node is None:
             c.problems.append(

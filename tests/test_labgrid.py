@@ -605,6 +605,10 @@ def test_farm_yaml_places_are_checked_with_file_line_and_key(monkeypatch: pytest
     assert farm.coordinator == "here:1"
     with pytest.raises(FarmConfigError, match=r"farm.yaml:1: coordinator: not a HOST\[:PORT\] address"):
         parse_farm("coordinator: 'a b; rm'\nboards:\n  - {name: pi1, place: pi1-pico}\n")
+    monkeypatch.setenv("LG_COORDINATOR", "lab server:1")  # was taken as it is, and failed at the first test
+    with pytest.raises(FarmConfigError, match=r"farm.yaml:2: pi1.place: the coordinator from LG_COORDINATOR is not"):
+        parse_farm("boards:\n  - {name: pi1, place: pi1-pico}\n")
+    parse_farm("boards:\n  - {name: sim, emulator: microbit}\n")  # a farm without places does not care
 
 
 def test_without_labgrid_a_farm_with_places_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
