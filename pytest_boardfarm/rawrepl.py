@@ -482,6 +482,7 @@ class RawRepl:
     def start(self, source: bytes, deadline: Deadline) -> None:
         """Send ``source`` to run and return once the board accepted it; its output
         then goes to the console until ``finish``."""
+        source = source or b"\n"  # Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program
         self._collect_stray()
         if self.raw_paste is False and len(source) + 1 > self.pacing.window:
             self._stage(source, deadline)

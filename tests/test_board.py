@@ -155,6 +155,8 @@ def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
     empty.write_bytes(b"")
     assert mb.exec("", timeout=3) == ""
     assert mb.run(empty, timeout=3) == ""
+    mb.start("", timeout=3)
+    assert mb.stop(timeout=3) == ""
     assert mb.eval("kept") == 42  # no reboot: RAM kept
 
 
