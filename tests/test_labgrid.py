@@ -864,3 +864,22 @@ def test_a_place_whose_exporter_is_down_says_so_not_that_it_has_no_serial_port(l
     assert ghost.problem.startswith("no exporter publishes a NetworkSerialPort it matches"), ghost.problem
     assert "hostZ/ghost-board/NetworkSerialPort" in ghost.problem
     assert bare is not None and bare.problem.startswith("it has no NetworkSerialPort (labgrid-client"), bare.problem
+
+
+def test_boardfarm_hard_reset_of_a_place_without_power_names_the_power_resource(lab: Lab, tmp_path: Path) -> None:
+    farm = remote_farm(tmp_path / "farm.yaml", lab)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest_boardfarm.cli",
+        "reset",
+        "--hard",
+        "--farm",
+        str(farm),
+        "--board",
+        "remote-raw",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "a labgrid place, does the place have a power resource" in done.stdout, done.stdout  # not only farm.yaml
+    assert_places_free(lab, "pl-raw")
