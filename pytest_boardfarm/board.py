@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,14 @@ class Board:
         with contextlib.suppress(Exception):  # the port may already be gone; closing must not fail
             self._repl.leave()
         self._transport.close()
+
+    def close_port(self) -> None:
+        """Close the port without a word to the board (it could not be reached)."""
+        self._transport.close()
+
+    def stop_on(self, stopping: threading.Event) -> None:
+        """End any wait on this board with Stopped once ``stopping`` is set (from another thread)."""
+        self._repl.stopping = stopping
 
     @property
     def raw_paste(self) -> bool | None:
@@ -322,7 +331,7 @@ class Board:
         try:
             board.enter_raw_repl()
         except BaseException:
-            board._transport.close()
+            board.close_port()
             raise
         return board
 

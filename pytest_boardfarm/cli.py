@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    stopped_by_sigterm = _stop_like_ctrl_c_on_sigterm()
     try:
         result: int = args.func(args)
     except UsageError as exc:
@@ -102,8 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("boardfarm: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if stopped_by_sigterm.is_set() else 130
     return result
+
+
+def _stop_like_ctrl_c_on_sigterm() -> threading.Event:
+    """SIGTERM (a cancelled CI job) stops a command as Ctrl-C does, so that its boards are left
+    at a prompt and its labgrid places released (killed outright, a place stays acquired).
+    Commands that handle signals themselves (monitor, repl, emulate) set their own handler."""
+    received = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        received.set()
+        raise KeyboardInterrupt("SIGTERM")
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return received
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ def _console(args: argparse.Namespace, *, read_only: bool) -> int:
         print(f"boardfarm: {spec.name}: {exc}", file=sys.stderr)
         return 1
     finally:
+        pool.release_all()  # a place's coordinator session
         for sig, handler in zip((signal.SIGTERM, signal.SIGINT), previous, strict=True):
             signal.signal(sig, handler)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .cli_support import (
@@ -47,8 +47,22 @@ def _run_code(args: argparse.Namespace, command: str, work: Work) -> int:
 # -- exec, run, eval ------------------------------------------------------------------
 
 
+def _text(what: str) -> Callable[[str], str]:
+    """An argparse type: code from the command line must be text (bytes that are not UTF-8
+    arrive as lone surrogates, which no board could be sent)."""
+
+    def check(value: str) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise argparse.ArgumentTypeError(f"the {what} is not UTF-8 text") from None
+        return value
+
+    return check
+
+
 def _exec_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("code", help="Python source to run on each board")
+    parser.add_argument("code", type=_text("code"), help="Python source to run on each board")
     _code_options(parser)
 
 
@@ -77,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("expr", help="a Python expression; its value is printed (repr)")
+    parser.add_argument("expr", type=_text("expression"), help="a Python expression; its value is printed (repr)")
     _code_options(parser)
 
 

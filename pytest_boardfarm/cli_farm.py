@@ -84,7 +84,7 @@ def farm_rows(farm: Farm, specs: Sequence[BoardSpec], args: argparse.Namespace) 
             state = "port missing"
         rows[spec.name] = BoardRow(spec.name, spec.platform, spec.tags, port, state)
     if args.probe:
-        _probe(farm, [s for s in specs if rows[s.name].state == "free"], rows)
+        _probe(farm, [s for s in specs if s.name in rows and rows[s.name].state == "free"], rows)
     return list(rows.values())
 
 
@@ -115,15 +115,16 @@ def place_rows(farm: Farm, specs: Sequence[BoardSpec], args: argparse.Namespace)
     from .places import farm_place_rows  # labgrid only when the farm has places
 
     chosen = {spec.name: spec for spec in specs}
-    rows = []
+    rows = {}
     for row in farm_place_rows(farm):
         if row.board in chosen:
             spec = chosen[row.board]
             state = f"{row.state} ({row.holder})" if row.holder else row.state
-            rows.append(
-                BoardRow(spec.name, spec.platform, spec.tags, row.endpoint or f"place {row.place}", state, "labgrid")
-            )
-    return rows
+            port = row.endpoint or f"place {row.place}"
+            rows[spec.name] = BoardRow(spec.name, spec.platform, spec.tags, port, state, "labgrid")
+    if args.probe:
+        _probe(farm, [chosen[name] for name, row in rows.items() if row.state == "free"], rows)
+    return list(rows.values())
 
 
 ROW_SOURCES: tuple[RowSource, ...] = (farm_rows, place_rows)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -139,6 +140,12 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _tell(message: str) -> None:
+    print(f"boardfarm: {message}", file=sys.stderr, flush=True)
+
+
+STOP_SECONDS = 10.0  # after Ctrl-C, the longest the boards' threads get to stop (each sends Ctrl-C to its board)
+
 Work = Callable[[Allocated, BoardPool], Outcome]  # the board held, and the pool that holds it
 
 
@@ -158,7 +165,7 @@ def on_boards(
     by the recovery ladder) is a failed outcome with the pool's reason; a device
     exception is a failed outcome with the traceback as the board printed it.
     """
-    pool = BoardPool(farm, lock_timeout=lock_timeout, run_id=f"boardfarm {command}", deploy=deploy)
+    pool = BoardPool(farm, lock_timeout=lock_timeout, run_id=f"boardfarm {command}", deploy=deploy, notice=_tell)
 
     def one(spec: BoardSpec) -> Outcome:
         begin = time.monotonic()
@@ -181,8 +188,13 @@ def on_boards(
     # The threads live until the boards are released: an emulator started in a
     # thread dies with it (PR_SET_PDEATHSIG follows the thread).
     with ThreadPoolExecutor(max_workers=max(1, len(specs)), thread_name_prefix="boardfarm-cli") as workers:
+        futures = [workers.submit(one, spec) for spec in specs]
         try:
-            results = [f.result() for f in [workers.submit(one, spec) for spec in specs]]
+            results = [f.result() for f in futures]
+        except BaseException:  # Ctrl-C or SIGTERM, which only this thread gets: the others stop waiting
+            pool.stopping.set()
+            futures_wait(futures, timeout=STOP_SECONDS)
+            raise
         finally:
             pool.release_all()
     return results

@@ -11,6 +11,13 @@ class BoardError(Exception):
     """Base class for every failure that involves a board."""
 
 
+class Stopped(KeyboardInterrupt):
+    """The command was stopped (Ctrl-C, SIGTERM) while this thread waited on a board or its lock.
+
+    A signal reaches only the main thread; a command that works on boards in threads of
+    its own tells them through an event, and their waits end with this."""
+
+
 class DeviceError(BoardError):
     """The code running on the board raised an exception.
 

@@ -102,7 +102,10 @@ class Ladder:
     def hard_reset(self) -> str:
         """Only the hard step, then the check: for a person who asks for a hard reset."""
         if self._hard_reset is None:
-            raise BoardError("no hard reset: farm.yaml gives no 'reset' command or 'rts_reset' for this board")
+            raise BoardError(
+                "no hard reset: farm.yaml gives no 'reset' command or 'rts_reset' for this board"
+                " (nor, on a labgrid place, does the place have a power resource)"
+            )
         note = self._hard_then_reconnect()
         self._check(self._board())
         return note

@@ -250,7 +250,7 @@ class _Checker:
         if value is None or isinstance(value, bool) and kind is not _boolean:
             self.problem(node, key, f"expected {label}, got {_kind(node)}")
             return None
-        if kind is str and not isinstance(value, str):
+        if kind in (str, _filled) and not isinstance(value, str):
             self.problem(node, key, f"expected {label}, got {type(value).__name__} {short_repr(value)}")
             return None
         try:
@@ -474,12 +474,20 @@ _FIRMWARE_KEYS = {
     "fallback": "an image path",
 }
 
+
+def _filled(value: str) -> str:
+    """Text that names something: ``port: ''`` would silently be no port at all."""
+    if not value.strip():
+        raise ValueError("blank")
+    return value
+
+
 # key -> converter(checker, node, key) -> value or None (problem recorded)
 _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "name": _name,
-    "port": lambda c, n, k: c.scalar(n, k, str, "a port or pyserial URL"),
+    "port": lambda c, n, k: c.scalar(n, k, _filled, "a port or pyserial URL"),
     "emulator": _emulator,
-    "serial_number": lambda c, n, k: c.scalar(n, k, str, "a string"),
+    "serial_number": lambda c, n, k: c.scalar(n, k, _filled, "a USB serial number"),
     "platform": lambda c, n, k: c.scalar(n, k, str, "a string"),
     "tags": _str_list,
     "baudrate": lambda c, n, k: c.scalar(n, k, _whole(1, 20_000_000), "a whole number from 1 to 20000000"),
@@ -491,7 +499,7 @@ _BOARD_KEYS: dict[str, Callable[[_Checker, Node, str], Any]] = {
     "dtr": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "rts": lambda c, n, k: c.scalar(n, k, _boolean, "true or false"),
     "deploy": lambda c, n, k: c.scalar(n, k, str, "a directory path"),
-    "place": lambda c, n, k: c.scalar(n, k, str, "a labgrid place name"),
+    "place": lambda c, n, k: c.scalar(n, k, _filled, "a labgrid place name"),
     "write_window": lambda c, n, k: c.scalar(n, k, _whole(1, 65536), "a whole number of bytes from 1 to 65536"),
     "properties": _properties,
 }
@@ -585,6 +593,9 @@ def parse_farm(text: str, filename: str = "farm.yaml", base_dir: Path | None = N
     return Farm(tuple(boards), lock_dir, Path(filename), coordinator)
 
 
+_ADDRESS = r"[A-Za-z0-9_.:\[\]-]+"  # HOST[:PORT], IPv6 in brackets
+
+
 def _coordinator(c: _Checker, sections: dict[str, tuple[Node, Node]], boards: list[BoardSpec]) -> str | None:
     """labgrid's coordinator (``coordinator:``, else LG_COORDINATOR), checked against the
     boards that need one; labgrid itself must be installed for either."""
@@ -592,9 +603,14 @@ def _coordinator(c: _Checker, sections: dict[str, tuple[Node, Node]], boards: li
     node = sections["coordinator"][1] if "coordinator" in sections else None
     if node is not None:
         address = c.scalar(node, "coordinator", str, "a labgrid coordinator address, HOST[:PORT]")
-        if address is not None and not re.fullmatch(r"[A-Za-z0-9_.:\[\]-]+", address):
+        if address is not None and not re.fullmatch(_ADDRESS, address):
             c.problem(node, "coordinator", f"not a HOST[:PORT] address: {short_repr(address)}")
     places = [b for b in boards if b.place]
+    if node is None and address is not None and places and not re.fullmatch(_ADDRESS, address):
+        c.problems.append(
+            f"{places[0].where}: {places[0].name}.place: the coordinator from LG_COORDINATOR"
+            f" is not a HOST[:PORT] address: {short_repr(address)}"
+        )
     for board in places:
         if address is None and node is None:
             c.problems.append(

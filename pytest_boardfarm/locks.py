@@ -27,9 +27,12 @@ import os
 import pwd
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import Stopped
 
 POLL_SECONDS = 0.05
 SHARED_FILE_MODE = 0o666  # any user sharing the directory can lock it
@@ -102,6 +105,14 @@ def ensure_lock_dir(path: Path) -> None:
     os.chmod(path, SHARED_DIR_MODE)  # mkdir's mode is cut by the umask
 
 
+def pause(seconds: float, stopping: threading.Event | None) -> None:
+    """Sleep between two looks at a lock, or raise Stopped if the command is stopped meanwhile."""
+    if stopping is None:
+        time.sleep(seconds)
+    elif stopping.wait(seconds):
+        raise Stopped("stopped while waiting for a lock")
+
+
 class BoardLock:
     def __init__(self, lock_dir: Path, key: str, run: str = "") -> None:
         self.path = Path(lock_dir) / lock_file_name(key)
@@ -113,8 +124,9 @@ class BoardLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds; raise LockTimeout naming the holder."""
+    def acquire(self, timeout: float, stopping: threading.Event | None = None) -> None:
+        """Wait up to ``timeout`` seconds; raise LockTimeout naming the holder (Stopped once
+        ``stopping`` is set)."""
         ensure_lock_dir(self.path.parent)
         end = time.monotonic() + timeout
         while True:
@@ -136,7 +148,7 @@ class BoardLock:
                     raise LockTimeout(
                         f"board {self.key!r} is locked by {self.who()}; gave up after {timeout:g}s ({self.path})"
                     ) from None
-                time.sleep(POLL_SECONDS)  # waiting for another run, not for a device
+                pause(POLL_SECONDS, stopping)  # waiting for another run, not for a device
                 continue
             if self._still_linked(fd):
                 self._fd = fd

@@ -24,7 +24,8 @@ NO_FARM = (
 
 
 class FarmWarning(UserWarning):
-    """pytest-boardfarm stayed out of the way of something in the project, and says so."""
+    """pytest-boardfarm stayed out of the way of something in the project, or tells of the farm
+    (a place taken over from a dead run, a place it could not release)."""
 
 
 def require_farm(config: pytest.Config) -> NoReturn:

@@ -34,12 +34,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import BoardError
-from .locks import LockTimeout
+from .locks import LockTimeout, pause
 
 if TYPE_CHECKING:
     from .inventory import Farm  # inventory.py imports this module
@@ -48,6 +48,7 @@ EXTRA = "pip install 'pytest-boardfarm[labgrid]'"
 DEFAULT_PORT = 20408  # labgrid's coordinator
 POLL_SECONDS = 0.2  # waiting for another run's place: not a device wait
 CALL_SECONDS = 30.0  # the longest one request to the coordinator may take
+INTERRUPTED_CALL_SECONDS = 5.0  # after Ctrl-C, how long a request on its way gets to end
 MARK = "+boardfarm-"
 POWER_OFF_SECONDS = 1.0  # how long a power cycle keeps the board off
 POWER_SECONDS = 30.0  # the longest a power cycle may take (labgrid-client's start, the switch, the delay)
@@ -225,6 +226,9 @@ class Coordinator:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(CALL_SECONDS)
+        except KeyboardInterrupt:  # the request may be on its way: let it end, so what follows comes after it
+            concurrent.futures.wait([future], timeout=INTERRUPTED_CALL_SECONDS)
+            raise
         except concurrent.futures.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
             future.cancel()
             raise PlaceError(f"{failure}: no answer within {CALL_SECONDS:g}s") from None
@@ -290,6 +294,12 @@ class Coordinator:
             if protocol not in ("rfc2217", "raw"):
                 return None, f"its serial port {where} speaks {protocol!r}; rfc2217 or raw are supported"
             return Endpoint(str(params["host"]), int(params["port"]), protocol), ""
+        patterns = sorted(str(match) for match in place.matches)
+        if patterns and not place.acquired:  # it names resources, none of which is published now
+            return None, (
+                f"no exporter publishes a NetworkSerialPort it matches ({', '.join(patterns)}) now:"
+                " is the exporter running? (labgrid-client resources)"
+            )
         return None, "it has no NetworkSerialPort (labgrid-client -p PLACE add-match EXPORTER/GROUP/NetworkSerialPort)"
 
     def try_acquire(self, name: str) -> str | None:
@@ -318,18 +328,20 @@ class Coordinator:
 class PlaceLock:
     """A labgrid place held for a board, with BoardLock's interface (see the module docstring)."""
 
-    def __init__(self, coordinator: Coordinator, place: str) -> None:
+    def __init__(self, coordinator: Coordinator, place: str, notice: Callable[[str], None] = lambda _: None) -> None:
         self.coordinator = coordinator
         self.key = place
         self.took_over: str | None = None  # the dead run's name, when we took the place from one
+        self.notice = notice  # told when the place cannot be released (it then stays acquired)
         self._held = False
 
     @property
     def held(self) -> bool:
         return self._held
 
-    def acquire(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds; LockTimeout names the holder as the coordinator reports it."""
+    def acquire(self, timeout: float, stopping: threading.Event | None = None) -> None:
+        """Wait up to ``timeout`` seconds; LockTimeout names the holder as the coordinator reports it
+        (Stopped once ``stopping`` is set)."""
         end = time.monotonic() + timeout
         dead: set[str] = set()  # dead runs we released the place from (each once)
         while True:
@@ -338,7 +350,12 @@ class PlaceLock:
                 dead.add(state.acquired)
                 self.coordinator.release(self.key, holder=state.acquired)  # only if that dead run still has it
                 continue
-            refusal = None if state.acquired else self.coordinator.try_acquire(self.key)
+            try:
+                refusal = None if state.acquired else self.coordinator.try_acquire(self.key)
+            except BaseException:  # Ctrl-C, or no answer: the coordinator may have granted it all the same
+                with contextlib.suppress(PlaceError):
+                    self.coordinator.release(self.key)  # only if we have it
+                raise
             if not state.acquired and refusal is None:
                 self._held = True
                 self.took_over = ", ".join(sorted(dead)) or None
@@ -349,7 +366,7 @@ class PlaceLock:
                     f"place {self.key!r} is acquired by {who} (labgrid coordinator {self.coordinator.address});"
                     f" gave up after {timeout:g}s"
                 )
-            time.sleep(POLL_SECONDS)
+            pause(POLL_SECONDS, stopping)
 
     def _state(self) -> PlaceState:
         state = self.coordinator.state(self.key)
@@ -400,8 +417,13 @@ class PlaceLock:
     def release(self) -> None:
         if self._held:
             self._held = False
-            with contextlib.suppress(PlaceError):  # a coordinator gone: it drops the place with our session
+            try:
                 self.coordinator.release(self.key)
+            except PlaceError as exc:  # the place stays acquired in labgrid, by a run about to end
+                self.notice(
+                    f"{exc}; it stays acquired by {self.coordinator.holder} until the next run on this host"
+                    f" takes it over, or: labgrid-client -x {self.coordinator.address} -p {self.key} release --kick"
+                )
 
 
 def place_rows(coordinator: Coordinator, boards: list[tuple[str, str]]) -> list[PlaceRow]:

@@ -207,6 +207,7 @@ def pytest_configure(config: pytest.Config) -> None:
             manners.require_farm(config)
         return
     _stop_cleanly_on_sigterm(config)
+    _worker_stops_when_told(config)
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
@@ -246,6 +247,22 @@ def _stop_cleanly_on_sigterm(config: pytest.Config) -> None:
 
     def restore() -> None:
         signal.signal(signal.SIGTERM, previous)
+
+    config.add_cleanup(restore)
+
+
+def _worker_stops_when_told(config: pytest.Config) -> None:
+    """xdist stops a worker busy in a test by interrupting its main thread as SIGINT would,
+    which does nothing while SIGINT is ignored (inherited from a script's ``pytest ... &``):
+    xdist then SIGKILLs the worker after 10 s, and its labgrid places stay acquired."""
+    if not hasattr(config, "workerinput") or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     config.add_cleanup(restore)
 

@@ -28,7 +28,7 @@ from .files import DeployResult
 from .health import HARD_RESET_SECONDS, Ladder, RecoveryLog, probe
 from .inventory import BoardSpec, Farm
 from .locks import BoardLock, LockTimeout
-from .places import Coordinator, PlaceLock
+from .places import Coordinator, PlaceError, PlaceLock
 from .rawrepl import Pacing
 from .transport import open_transport
 
@@ -219,6 +219,7 @@ class BoardPool:
         force: bool = False,
         deploy: bool = True,
         log: Callable[[str], None] = lambda _: None,
+        notice: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.farm = farm
         self.lock_timeout = lock_timeout
@@ -227,12 +228,17 @@ class BoardPool:
         self.force = force  # flash even a board that proves it runs the image
         self.deploy = deploy  # copy farm.yaml's 'deploy' tree on bring-up (``boardfarm exec`` does not)
         self.log = log  # progress while flashing (the command line prints it)
+        self.notice = notice  # what the user must hear of: a place taken over, a place that could not be released
         self.held: dict[str, Allocated] = {}
         self.unavailable: dict[str, str] = {}
         self.flashed: dict[str, flashing.Outcome] = {}  # what flashing did, per board, in this process
         self._workers: ThreadPoolExecutor | None = None
         self._coordinator: Coordinator | None = None  # this process's labgrid session, opened for the first place
+        self._coordinator_error: PlaceError | None = None  # why it could not be opened (tried once per process)
         self._coordinator_opening = threading.Lock()  # boards are prepared in threads
+        # Set by a command stopped by Ctrl-C (which reaches its main thread only): the threads that
+        # wait for a lock or on a board end their waits with Stopped, and Ctrl-C the board.
+        self.stopping = threading.Event()
 
     def acquire_many(self, names: Iterable[str]) -> None:
         """Prepare several boards at once (each flashes in its own thread); errors are
@@ -298,7 +304,10 @@ class BoardPool:
         if spec.emulator or name in self.held:  # an emulated board is this run's alone
             return True
         if spec.place:
-            return self._place_lock(spec.place).is_free()
+            try:
+                return self._place_lock(spec.place).is_free()
+            except PlaceError:
+                return True  # acquire() says why the place cannot be had
         return BoardLock(self.farm.lock_dir, _lock_key(spec)).is_free()
 
     def lock_of(self, name: str) -> BoardLock | None:
@@ -315,10 +324,10 @@ class BoardPool:
         """The board's lock and port, without connecting or touching the board.
 
         For a console (``boardfarm monitor`` / ``repl``) that must not interrupt
-        what runs; an emulated board is started for the while.
+        what runs; an emulated board is started for the while, a place acquired.
         """
         spec = self.farm.get(name)
-        lock = self.lock_of(name)
+        lock = self._place_lock(spec.place) if spec.place else self.lock_of(name)
         if lock is not None:
             lock.acquire(self.lock_timeout)
         emulator = None
@@ -326,6 +335,8 @@ class BoardPool:
             if spec.emulator:
                 emulator = EMULATORS[spec.emulator]().start()
                 yield emulator.url
+            elif isinstance(lock, PlaceLock):
+                yield lock.endpoint().url
             else:
                 yield _port_for(spec)
         finally:
@@ -340,26 +351,35 @@ class BoardPool:
         return self._ladder(held).hard_reset()
 
     def _place_lock(self, place: str) -> PlaceLock:
-        """A place on the farm's labgrid coordinator (one session per process, opened on first use)."""
+        """A place on the farm's labgrid coordinator (one session per process, opened on first use).
+
+        A coordinator that cannot be reached is not tried again for each place and question:
+        one that never answers costs 20 s a try."""
         with self._coordinator_opening:
+            if self._coordinator_error is not None:
+                raise PlaceError(str(self._coordinator_error))
             if self._coordinator is None:
                 assert self.farm.coordinator is not None  # inventory.py refuses a place without one
-                self._coordinator = Coordinator(self.farm.coordinator)
-            return PlaceLock(self._coordinator, place)
+                try:
+                    self._coordinator = Coordinator(self.farm.coordinator)
+                except PlaceError as exc:
+                    self._coordinator_error = exc
+                    raise
+            return PlaceLock(self._coordinator, place, self.notice)
 
     def _prepare(self, spec: BoardSpec) -> Allocated:
         lock: BoardLock | PlaceLock | None = None
         emulator = None
         if spec.place:  # a board on another host: its labgrid place
             lock = self._place_lock(spec.place)
-            lock.acquire(self.lock_timeout)
+            lock.acquire(self.lock_timeout, self.stopping)
             if lock.took_over:
-                self.log(
+                self.notice(
                     f"{spec.name}: took place {spec.place} over from {lock.took_over}, a run that no longer exists"
                 )
         elif not spec.emulator:  # an emulated board belongs to this run alone
             lock = BoardLock(self.farm.lock_dir, _lock_key(spec), run=self.run_id)
-            lock.acquire(self.lock_timeout)
+            lock.acquire(self.lock_timeout, self.stopping)
         try:
             if self.flash and spec.firmware is not None:
                 held = self._flash(spec, lock)
@@ -430,14 +450,19 @@ class BoardPool:
         if held.spec.deploy and self.deploy:
             held.deployed = held.board.deploy(held.spec.deploy)
 
-    @staticmethod
-    def _connect(spec: BoardSpec, url: str, *, enter: bool = True) -> FarmBoard:
+    def _connect(self, spec: BoardSpec, url: str, *, enter: bool = True) -> FarmBoard:
         pacing = Pacing(spec.write_window)
-        opener = FarmBoard.open if enter else FarmBoard.attach
-        board = opener(
+        board = FarmBoard.attach(
             url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=pacing, dtr=spec.dtr, rts=spec.rts
         )
         board.spec = spec
+        board.stop_on(self.stopping)
+        if enter:
+            try:
+                board.enter_raw_repl()
+            except BaseException:
+                board.close_port()
+                raise
         return board
 
     # -- health ------------------------------------------------------------------

@@ -12,13 +12,15 @@ import contextlib
 import os
 import re
 import struct
+import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from . import literals
 from .console import Console
 from .deadline import Deadline
-from .errors import BoardRebooted, BoardTimeout, ProtocolError
+from .errors import BoardError, BoardRebooted, BoardTimeout, ProtocolError, Stopped
 from .transcript import Transcript, readable
 
 BANNER = b"raw REPL; CTRL-B to exit\r\n>"
@@ -47,7 +49,8 @@ INTERRUPT_SECONDS = 2.0
 PENDING_LIMIT = 16 << 20
 ERROR_TAIL = 64 << 10
 # The end of a program's reply: stdout ends at the first \x04, then the error text, \x04, the prompt.
-PROGRAM_END = re.compile(rb"\x04(.*?)\x04>", re.DOTALL)
+PROGRAM_END = re.compile(rb"\x04([^\x04]*)\x04>")  # the last 0x04 before it: the program may print 0x04
+STOP_POLL_SECONDS = 0.1  # how soon a wait sees that its command was stopped (RawRepl.stopping)
 NUDGE_SECONDS = 0.5  # how long a Ctrl-C may go unanswered before the program's input is nudged
 # Sources up to this long (and within the pacing window) go in plain raw mode even where
 # raw-paste is supported: one exchange instead of two. Longer ones keep raw-paste's flow
@@ -98,6 +101,12 @@ class ExecResult:
     stderr: bytes
 
 
+def transport_hint(transport: Transport) -> str:
+    """What the connection itself suggests about a board that does not answer (or "")."""
+    hint = getattr(transport, "hint", None)
+    return str(hint()) if callable(hint) else ""
+
+
 class RawRepl:
     def __init__(
         self,
@@ -122,15 +131,33 @@ class RawRepl:
         # attached without entering gets to the prompt itself (enter, or the recovery ladder).
         self.state = State.IDLE
         self._program_from = 0  # console position where the background program's output begins
+        # Set from another thread to end this connection's waits (a command stopped by Ctrl-C).
+        self.stopping: threading.Event | None = None
 
     # -- reading -----------------------------------------------------------------
 
     def _fill(self, timeout: float) -> bool:
-        data = self._transport.read(timeout)
+        data = self._transport.read(timeout) if self.stopping is None else self._read_unless_stopped(timeout)
         if data:
             self.transcript.append(data)
             self._buf += data
         return bool(data)
+
+    def _read_unless_stopped(self, timeout: float) -> bytes:
+        """A read that ends within STOP_POLL_SECONDS of ``stopping`` being set, with Stopped.
+
+        Ctrl-C is sent on the way out: what the board runs is not left running."""
+        assert self.stopping is not None
+        end = time.monotonic() + timeout
+        while True:
+            if self.stopping.is_set():
+                self.state = State.UNKNOWN
+                with contextlib.suppress(BoardError):
+                    self._transport.write(CTRL_C + CTRL_C)
+                raise Stopped(f"{self.label}: stopped")
+            data = self._transport.read(min(STOP_POLL_SECONDS, max(0.0, end - time.monotonic())))
+            if data or time.monotonic() >= end:
+                return data
 
     def _read_until(self, marker: bytes, deadline: Deadline, what: str, *, running: bool = False) -> bytes:
         """Consume and return the buffer up to and including ``marker``.
@@ -214,7 +241,7 @@ class RawRepl:
         raise BoardTimeout(
             f"{self.label}: could not enter the raw REPL within {deadline.seconds:g}s "
             f"({tries} {'try' if tries == 1 else 'tries'}); "
-            f"the board printed: {readable(bytes(seen[-300:]))!r}",
+            f"the board printed: {readable(bytes(seen[-300:]))!r}{transport_hint(self._transport)}",
             bytes(seen),
         )
 
@@ -231,6 +258,7 @@ class RawRepl:
 
     def exec(self, source: bytes, deadline: Deadline) -> ExecResult:
         """Run ``source``; on a deadline, interrupt the board and leave it usable."""
+        source = source or b"\n"  # Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program
         self._collect_stray()
         try:
             if self.raw_paste is False and len(source) + 1 > self.pacing.window:
@@ -286,6 +314,11 @@ class RawRepl:
         prompt = self._read_until(b">", deadline, "the raw prompt")
         if prompt != b">" and SOFT_REBOOT in prompt:
             self._rebooted_at_exit(prompt, stdout, deadline)
+        if prompt != b">":  # the program printed 0x04 itself: the reply ends at the last 0x04 and '>'
+            reply = stdout + CTRL_D + stderr + CTRL_D + prompt
+            if not reply.endswith(CTRL_D + b">"):
+                reply += self._read_until(CTRL_D + b">", deadline, "the end of the error output", running=True)
+            stdout, _, stderr = reply[:-2].rpartition(CTRL_D)
         return ExecResult(stdout, stderr)
 
     def _rebooted_at_exit(self, prompt: bytes, stdout: bytes, deadline: Deadline) -> None:
@@ -446,10 +479,15 @@ class RawRepl:
     def expect(self, pattern: re.Pattern[bytes], deadline: Deadline, what: str) -> re.Match[bytes]:
         """The first match of ``pattern`` in output not yet consumed, waiting for more until ``deadline``."""
         self._to_console()
+        looked = False  # at what already arrived, once the deadline has passed (timeout=0 is a look)
         while True:
             found = self.console.search(pattern)
             if found is not None:
                 return found
+            if deadline.expired() and not looked:
+                looked = True
+                self._collect_stray()
+                continue
             if deadline.expired():
                 raise BoardTimeout(
                     f"{self.label}: timed out after {deadline.seconds:g}s waiting for {what}; "
@@ -461,6 +499,7 @@ class RawRepl:
     def start(self, source: bytes, deadline: Deadline) -> None:
         """Send ``source`` to run and return once the board accepted it; its output
         then goes to the console until ``finish``."""
+        source = source or b"\n"  # Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program
         self._collect_stray()
         if self.raw_paste is False and len(source) + 1 > self.pacing.window:
             self._stage(source, deadline)

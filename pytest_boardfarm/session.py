@@ -7,6 +7,7 @@ report, and releases everything at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,14 @@ def _board_suspect(call: pytest.CallInfo[None]) -> bool:
     return error is not None and not isinstance(error, (DeviceError, pytest.skip.Exception))
 
 
+def _warn(message: str) -> None:
+    """Something about the farm the user must hear of, in the run's warnings summary.
+
+    Never raised (``-W error``): it is told while a lock is taken or released."""
+    with contextlib.suppress(Warning):
+        warnings.warn(manners.FarmWarning(message), stacklevel=2)
+
+
 class FarmSession:
     def __init__(self, config: pytest.Config, farm: Farm, command_line: Filters) -> None:
         self.config = config
@@ -63,7 +72,9 @@ class FarmSession:
         run_id = os.environ.get("BOARDFARM_RUN_ID") or f"run {uuid.uuid4().hex[:8]}"
         os.environ.setdefault("BOARDFARM_RUN_ID", run_id)  # xdist workers inherit it
         flash = bool(config.getoption("farm_flash") or config.getini("boardfarm_flash"))
-        self.pool = BoardPool(farm, lock_timeout=settings.lock_timeout(config), run_id=run_id, flash=flash)
+        self.pool = BoardPool(
+            farm, lock_timeout=settings.lock_timeout(config), run_id=run_id, flash=flash, notice=_warn
+        )
         self.worker_boards = WorkerBoards()  # xdist controller: each worker's {test id: board}
         self.last_test_of: dict[str, str] = {}  # board -> its last test here (not under xdist)
         self.log_dir = settings.log_dir(config)

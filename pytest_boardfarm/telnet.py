@@ -71,6 +71,7 @@ class TelnetDecoder:
     """
 
     replies: bytearray = field(default_factory=bytearray)
+    heard: bool = False  # the server sent a telnet command (an RFC 2217 server negotiates at once)
     _state: str = "data"
     _verb: int = 0
     _agreed: set[tuple[int, int]] = field(default_factory=set)  # (verb we sent, option)
@@ -84,6 +85,7 @@ class TelnetDecoder:
                 else:
                     data.append(byte)
             elif self._state == "iac":
+                self.heard = self.heard or byte != IAC
                 if byte == IAC:
                     data.append(IAC)
                     self._state = "data"

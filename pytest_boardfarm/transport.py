@@ -193,10 +193,14 @@ class SocketTransport:
     ) -> None:
         self.url = url  # baudrate, dtr and rts belong to whatever serves the socket
         parts = urlsplit(url)
-        if not parts.hostname or not parts.port:
-            raise ConnectionLost(f"cannot open {url}: expected socket://host:port")
         try:
-            self._sock = socket.create_connection((parts.hostname, parts.port), timeout=write_timeout)
+            host, port = parts.hostname, parts.port
+        except ValueError:  # a port out of range
+            host, port = None, None
+        if not host or not port:
+            raise ConnectionLost(f"cannot open {self.url}: expected {parts.scheme}://host:port")
+        try:
+            self._sock = socket.create_connection((host, port), timeout=write_timeout)
         except OSError as exc:
             raise ConnectionLost(f"cannot open {url}: {exc}") from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -273,6 +277,16 @@ class Rfc2217Transport(SocketTransport):
                 self._send(replies)
             if data or time.monotonic() >= deadline:
                 return data
+
+    def hint(self) -> str:
+        """Why the board may not answer: a server that never negotiated is not RFC 2217."""
+        if self._decoder.heard:
+            return ""
+        raw = "socket://" + self.url.split("://", 1)[1].split("?", 1)[0]
+        return (
+            f"; the server at {self.url} never negotiated telnet, as an RFC 2217 server does at once:"
+            f" if it is a raw TCP port (ser2net's 'tcp' accepter, labgrid's 'protocol: raw'), use {raw}"
+        )
 
     def pulse_reset(self, seconds: float = 0.1) -> None:
         """RTS alone asserted, then released with DTR low (see SerialTransport.pulse_reset),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -130,6 +131,33 @@ def test_run_local_script(mb: Board, tmp_path: Path) -> None:
     script.write_text("for i in range(3):\n    print(i)\n")
     assert mb.run(script) == "0\n1\n2\n"
     assert mb.ls() == []  # run from RAM, nothing written
+
+
+def test_output_with_the_raw_repls_end_byte_is_output_not_an_error(mb: Board) -> None:
+    """The raw REPL ends a program's output with 0x04: a program that prints that byte itself
+    (binary data on the UART) was reported as raising its output after it."""
+    binary = "from microbit import uart\nuart.write(b'a\\x04b\\x04c>d')\n"
+    assert mb.exec(binary + "print('END')") == "a\x04b\x04c>dEND\n"
+    with pytest.raises(DeviceError) as caught:
+        mb.exec(binary + "raise ValueError('after')")
+    assert caught.value.stdout == "a\x04b\x04c>d" and caught.value.exc_name == "ValueError"
+    mb.start(binary + "print('END')")
+    mb.expect_exact("END", timeout=10)
+    assert mb.stop() == "a\x04b\x04c>dEND\n"
+    assert mb.eval("1 + 1") == 2
+
+
+def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
+    """Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program: an empty
+    script (``boardfarm run`` of an empty file) waited for output that never came."""
+    mb.exec("kept = 42")
+    empty = tmp_path / "empty.py"
+    empty.write_bytes(b"")
+    assert mb.exec("", timeout=3) == ""
+    assert mb.run(empty, timeout=3) == ""
+    mb.start("", timeout=3)
+    assert mb.stop(timeout=3) == ""
+    assert mb.eval("kept") == 42  # no reboot: RAM kept
 
 
 # -- files ---------------------------------------------------------------------
@@ -329,6 +357,20 @@ def test_nothing_listening_is_connection_lost() -> None:
         connect(f"socket://127.0.0.1:{free_port()}", timeout=1)
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("socket://127.0.0.1:99999", "cannot open socket://127.0.0.1:99999: expected socket://host:port"),
+        ("rfc2217://127.0.0.1", "cannot open rfc2217://127.0.0.1: expected rfc2217://host:port"),
+        ("rfc2217://127.0.0.1:65536?ign_set_control", "expected rfc2217://host:port"),
+    ],
+)
+def test_a_url_without_a_usable_port_is_connection_lost(url: str, expected: str) -> None:
+    """A port out of range was a bare ValueError (a test error without the board's health)."""
+    with pytest.raises(ConnectionLost, match=re.escape(expected)):
+        connect(url, timeout=1)
+
+
 def test_silent_port_times_out_with_what_it_saw() -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -341,6 +383,23 @@ def test_silent_port_times_out_with_what_it_saw() -> None:
     finally:
         server.close()
     assert time.monotonic() - start < 4
+
+
+def test_an_rfc2217_url_to_a_port_that_never_speaks_telnet_says_so() -> None:
+    """A raw TCP port (ser2net's plain 'tcp' accepter, labgrid's 'protocol: raw') named as
+    rfc2217:// timed out with only "the board printed: ''"; an RFC 2217 server negotiates at once."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(BoardTimeout, match=rf"never negotiated telnet.*socket://127\.0\.0\.1:{port}"):
+            connect(f"rfc2217://127.0.0.1:{port}", timeout=1)
+        with pytest.raises(BoardTimeout) as caught:
+            connect(f"socket://127.0.0.1:{port}", timeout=1)
+        assert "telnet" not in str(caught.value)
+    finally:
+        server.close()
 
 
 def test_board_that_goes_away_is_connection_lost() -> None:

@@ -557,3 +557,67 @@ def test_monitor_sends_nothing_even_ctrl_c_which_leaves(farm: Path, boards: list
             if ready:
                 seen += sock.recv(256)
     assert b"KeyboardInterrupt" not in seen
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+def test_ctrl_c_during_exec_on_several_boards_stops_them_at_once_and_frees_them(
+    farm: Path, boards: list[MicrobitEmulator], tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """Each board works in a thread of its own: Ctrl-C reached only the main thread, which then
+    waited for every board's program to reach --timeout before exiting. SIGTERM (a CI job
+    cancelled) killed the command outright: its labgrid places stayed acquired."""
+    proc = subprocess.Popen(
+        [*BOARDFARM, "exec", "--farm", str(farm), "--board", "mb-1", "--board", "mb-2", "--timeout", "300"]
+        + ["while True:\n    pass"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    locks = [BoardLock(tmp_path / "locks", board.url) for board in boards]
+    try:
+        deadline = time.monotonic() + WAIT
+        while any(lock.is_free() for lock in locks):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # in the program (or still bringing a board up: either must stop)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)  # far less than the program's 300 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err) == (code, "boardfarm: interrupted\n"), out + err
+    assert all(lock.is_free() for lock in locks)
+    done = boardfarm("eval", "--farm", str(farm), "--board", "mb-1", "--board", "mb-2", "1 + 1")
+    assert (done.returncode, done.stdout) == (0, "mb-1: 2\nmb-2: 2\n"), done.stderr  # interrupted, usable
+
+
+def test_ctrl_c_while_waiting_for_a_board_another_run_holds(farm: Path, boards: list[MicrobitEmulator]) -> None:
+    lock = BoardLock(farm.parent / "locks", boards[0].url, run="another run")
+    lock.acquire(0)
+    try:
+        proc = subprocess.Popen(
+            [*BOARDFARM, "exec", "--farm", str(farm), "--board", "mb-1", "--lock-timeout", "300", "print(1)"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(1.0)  # waiting for the lock (or not yet: either must stop)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)  # far less than the lock timeout
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        lock.release()
+    assert (proc.returncode, err) == (130, "boardfarm: interrupted\n"), out + err
+
+
+def test_code_that_is_not_utf8_text_is_a_usage_error(farm: Path) -> None:
+    for command in ("exec", "eval"):
+        argv = [*BOARDFARM, command, "--farm", str(farm), "--board", "mb-1", b"print('\xff')"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT)
+        assert done.returncode == 2 and "is not UTF-8 text" in done.stderr, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""

@@ -7,6 +7,7 @@ bookkeeping is pure logic, tested on the host.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -50,6 +51,21 @@ def test_expect_takes_str_bytes_or_compiled_and_matches_a_str_on_its_utf8_bytes(
     assert mb.expect("café (\\d)", timeout=WAIT).group(1) == b"1"
     assert mb.expect(rb"caf\xc3\xa9 (\d)", timeout=WAIT).group(1) == b"2"
     assert mb.expect(re.compile("café (\\d)"), timeout=WAIT).group(1) == b"3"
+    mb.stop()
+
+
+def test_expect_with_no_time_left_still_looks_at_what_arrived(mb: Board) -> None:
+    """timeout=0 is a look, not a wait: output that reached the host already counts (it was
+    never read, so polling with timeout=0 could never match)."""
+    mb.start("import time\ntime.sleep(0.3)\nprint('ready')\ntime.sleep(60)")  # printed after start returns
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            mb.expect_exact("ready", timeout=0)
+            break
+        except BoardTimeout:
+            assert time.monotonic() < deadline, "expect(timeout=0) never saw what the board printed"
+            time.sleep(0.05)
     mb.stop()
 
 

@@ -75,6 +75,18 @@ boards:
         ("boards:\n  - [x]\n", "farm.yaml:2: boards[0]: expected a mapping, got a list"),
         ("boards:\n  - name: x\n   port: p\n", "farm.yaml:3: not valid YAML"),
         ("", "farm.yaml: the file is empty"),
+        (
+            "boards:\n  - name: x\n    port: ''\n",
+            "farm.yaml:3: boards[0].port: expected a port or pyserial URL, got ''",
+        ),
+        (
+            "boards:\n  - {name: x, serial_number: ' '}\n",
+            "farm.yaml:2: boards[0].serial_number: expected a USB serial number, got ' '",
+        ),
+        (
+            "coordinator: lab:1\nboards:\n  - {name: x, place: ''}\n",
+            "farm.yaml:3: boards[0].place: expected a labgrid place name, got ''",
+        ),
     ],
 )
 def test_single_mistakes(text: str, expected: str) -> None:

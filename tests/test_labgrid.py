@@ -10,6 +10,7 @@ Debian's ser2net in front of a pty. Places are created and tagged with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.server
 import json
@@ -342,10 +343,12 @@ def test_killed_runs_places_are_taken_over_by_the_next_run(lab: Lab, tmp_path: P
     (tmp_path / "test_hang.py").unlink()
     (tmp_path / "test_quick.py").write_text("def test_quick(board):\n    assert board.eval('1 + 1') == 2\n")
     result = run_pytest(tmp_path, "--farm", "farm.yaml", "--farm-lock-timeout", "30")
+    text = "\n".join(result.outlines)
     assert outcomes(result) == {
         "test_quick.py::test_quick[remote-raw]": "PASSED",
         "test_quick.py::test_quick[remote-net]": "PASSED",
-    }, "\n".join(result.outlines)[-3000:]
+    }, text[-3000:]
+    assert f"FarmWarning: remote-raw: took place pl-raw over from {holders['pl-raw']}" in text, text[-3000:]
     assert_places_free(lab, "pl-raw", "pl-net")
 
 
@@ -602,6 +605,10 @@ def test_farm_yaml_places_are_checked_with_file_line_and_key(monkeypatch: pytest
     assert farm.coordinator == "here:1"
     with pytest.raises(FarmConfigError, match=r"farm.yaml:1: coordinator: not a HOST\[:PORT\] address"):
         parse_farm("coordinator: 'a b; rm'\nboards:\n  - {name: pi1, place: pi1-pico}\n")
+    monkeypatch.setenv("LG_COORDINATOR", "lab server:1")  # was taken as it is, and failed at the first test
+    with pytest.raises(FarmConfigError, match=r"farm.yaml:2: pi1.place: the coordinator from LG_COORDINATOR is not"):
+        parse_farm("boards:\n  - {name: pi1, place: pi1-pico}\n")
+    parse_farm("boards:\n  - {name: sim, emulator: microbit}\n")  # a farm without places does not care
 
 
 def test_without_labgrid_a_farm_with_places_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -668,3 +675,211 @@ def test_boardfarm_list_shows_places_with_their_holders(lab: Lab, tmp_path: Path
     assert rows["remote-raw"]["port"].startswith("socket://127.0.0.1:")
     assert rows["remote-net"]["state"] == f"held ({HOST}/bob)"
     assert rows["sim"]["source"] == "farm.yaml" and rows["sim"]["state"] == "free"
+
+
+def test_a_coordinator_that_is_not_there_errors_its_boards_and_the_others_run(tmp_path: Path) -> None:
+    """Ordering asks whether each place is free before any test: a coordinator that cannot be
+    reached must not end the run there (INTERNALERROR), and is tried once per process, not
+    once per question (an address that never answers costs 20 s a try)."""
+    (tmp_path / "farm.yaml").write_text(
+        f"coordinator: 127.0.0.1:{free_port()}\nboards:\n"
+        "  - {name: far-1, place: p1}\n  - {name: far-2, place: p2}\n  - {name: sim, emulator: microbit}\n"
+    )
+    (tmp_path / "test_quick.py").write_text("def test_quick(board):\n    assert board.eval('1 + 1') == 2\n")
+    result = run_pytest(tmp_path, "--farm", "farm.yaml")
+    text = "\n".join(result.outlines + result.errlines)
+    assert "INTERNALERROR" not in text, text[-3000:]
+    assert outcomes(result) == {
+        "test_quick.py::test_quick[far-1]": "ERROR",
+        "test_quick.py::test_quick[far-2]": "ERROR",
+        "test_quick.py::test_quick[sim]": "PASSED",
+    }, text[-3000:]
+    assert text.count("cannot reach the labgrid coordinator at 127.0.0.1:") >= 2
+
+
+def test_a_coordinator_that_is_not_there_is_tried_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_boardfarm import pool as pool_module
+    from pytest_boardfarm.pool import BoardPool, BoardUnavailable
+
+    tries: list[str] = []
+
+    def counted(address: str) -> Coordinator:
+        tries.append(address)
+        return Coordinator(address)
+
+    monkeypatch.setattr(pool_module, "Coordinator", counted)
+    farm = parse_farm(
+        f"coordinator: 127.0.0.1:{free_port()}\nboards:\n  - {{name: a, place: p1}}\n  - {{name: b, place: p2}}\n"
+    )
+    pool = BoardPool(farm, lock_timeout=1)
+    try:
+        assert pool.is_free("a") and pool.is_free("b")  # acquire() says what is wrong
+        for name in ("a", "b"):
+            with pytest.raises(BoardUnavailable, match="cannot reach the labgrid coordinator"):
+                pool.acquire(name)
+    finally:
+        pool.release_all()
+    assert len(tries) == 1
+
+
+def test_sigterm_to_the_controller_alone_releases_its_workers_places(lab: Lab, tmp_path: Path) -> None:
+    """`docker stop` or a CI runner signals the main process only; xdist stops busy workers by
+    interrupting their main thread, as SIGINT would. A run started in the background by a shell
+    script (`pytest ... &`) inherits SIGINT ignored, which makes that a no-op: xdist then
+    SIGKILLs the workers after 10 s, and their places stay acquired in labgrid, where a run on
+    another host can never take them over. The workers must stop and release them."""
+    remote_farm(tmp_path / "farm.yaml", lab)
+    (tmp_path / "test_hang.py").write_text(HANGING_SUITE)
+    started = tmp_path / "started"
+    env = dict(os.environ, STARTED=str(started))
+    proc = subprocess.Popen(
+        pytest_argv("--farm", "farm.yaml", "-n", "2"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
+    )
+    try:
+        deadline = Deadline(120)
+        while len(started.read_text().splitlines() if started.exists() else []) < 2:
+            assert proc.poll() is None and not deadline.expired(), "the run did not start both boards"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # the controller only
+        out = proc.communicate(timeout=60)[0]
+        holders = {place: lab.holder(place) for place in ("pl-raw", "pl-net")}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 2, out[-3000:]
+    assert holders == {"pl-raw": None, "pl-net": None}, out[-3000:]
+    assert "PASSED" not in out, out[-3000:]
+
+
+def test_boardfarm_list_probe_probes_free_places_too(lab: Lab, tmp_path: Path) -> None:
+    farm = remote_farm(tmp_path / "farm.yaml", lab, extra="  - {name: sim, emulator: microbit}\n")
+    lab.client("-p", "pl-net", "acquire", user="bob")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_boardfarm.cli", "list", "--farm", str(farm), "--probe", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        lab.client("-p", "pl-net", "release", user="bob")
+    assert proc.returncode == 0, proc.stderr[-3000:]  # was a KeyError on the first place board
+    rows = {row["name"]: row for row in json.loads(proc.stdout)}
+    assert "MicroPython" in rows["remote-raw"]["firmware"] and "MicroPython" in rows["sim"]["firmware"]
+    assert rows["remote-net"]["state"] == f"held ({HOST}/bob)" and not rows["remote-net"]["firmware"]
+    assert_places_free(lab, "pl-raw")
+
+
+def test_boardfarm_repl_on_a_place_holds_the_place(lab: Lab, tmp_path: Path) -> None:
+    from .test_cli_commands import BOARDFARM, Terminal
+
+    farm = remote_farm(tmp_path / "farm.yaml", lab)
+    term = Terminal([*BOARDFARM, "repl", "--farm", str(farm), "remote-net"])
+    try:
+        term.expect(b">>> ")  # was "no device at": the place's serial port was never asked for
+        holder = lab.holder("pl-net")
+        term.type(b"6 * 7\r")
+        term.expect(b"42\r\n>>> ")
+        term.type(b"\x1d")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    assert holder is not None and re.fullmatch(rf"{re.escape(HOST)}/.+\+boardfarm-\d+-\d+", holder)
+    assert_places_free(lab, "pl-net")
+
+
+def test_ctrl_c_while_a_place_is_being_acquired_leaves_it_free(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land after the coordinator granted the place but before the lock knew it had
+    it: the place stayed acquired by a run about to end (a run on another host waits forever)."""
+    coordinator = Coordinator(lab.address)
+    try:
+        granted = coordinator.try_acquire
+
+        def then_interrupted(name: str) -> str | None:
+            assert granted(name) is None
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(coordinator, "try_acquire", then_interrupted)
+        lock = PlaceLock(coordinator, "pl-raw")
+        with pytest.raises(KeyboardInterrupt):
+            lock.acquire(5)
+        lock.release()  # what the pool does with a lock it holds; this one it does not know it holds
+        holder = lab.holder("pl-raw")
+    finally:
+        coordinator.release("pl-raw")  # if we still have it, for the next tests
+        coordinator.close()
+    assert holder is None
+
+
+def test_a_place_that_cannot_be_released_is_told(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coordinator that stops answering as the run ends leaves the place acquired: the user
+    hears of it, and how to release it (it was silent)."""
+    from pytest_boardfarm import places
+    from pytest_boardfarm.pool import BoardPool
+
+    told: list[str] = []
+    pool = BoardPool(load_farm(remote_farm(tmp_path / "farm.yaml", lab)), lock_timeout=10, notice=told.append)
+    coordinator = next(proc for proc in lab.procs if "labgrid-coordinator" in str(proc.args))
+    try:
+        pool.acquire("remote-raw")
+        monkeypatch.setattr(places, "CALL_SECONDS", 1.0)
+        coordinator.send_signal(signal.SIGSTOP)  # no answer, as a coordinator behind a lost link
+        try:
+            pool.release("remote-raw")
+        finally:
+            coordinator.send_signal(signal.SIGCONT)
+        monkeypatch.setattr(places, "CALL_SECONDS", 30.0)
+        assert len(told) == 1 and "cannot release place 'pl-raw'" in told[0], told
+        assert "-p pl-raw release --kick" in told[0]
+    finally:
+        if pool._coordinator is not None:
+            pool._coordinator.release("pl-raw")
+        pool.release_all()
+    assert_places_free(lab, "pl-raw")
+
+
+def test_a_place_whose_exporter_is_down_says_so_not_that_it_has_no_serial_port(lab: Lab) -> None:
+    """A place matching an exporter that is not connected (it exits when the coordinator
+    goes away, until systemd restarts it) was said to have no NetworkSerialPort, with advice
+    to add a match it already has."""
+    lab.place("pl-ghost", "hostZ", "ghost-board")
+    lab.client("-p", "pl-bare", "create")
+    coordinator = Coordinator(lab.address)
+    try:
+        ghost, bare = coordinator.state("pl-ghost"), coordinator.state("pl-bare")
+    finally:
+        coordinator.close()
+        lab.client("-p", "pl-ghost", "delete")
+        lab.client("-p", "pl-bare", "delete")
+    assert ghost is not None and ghost.endpoint is None
+    assert ghost.problem.startswith("no exporter publishes a NetworkSerialPort it matches"), ghost.problem
+    assert "hostZ/ghost-board/NetworkSerialPort" in ghost.problem
+    assert bare is not None and bare.problem.startswith("it has no NetworkSerialPort (labgrid-client"), bare.problem
+
+
+def test_boardfarm_hard_reset_of_a_place_without_power_names_the_power_resource(lab: Lab, tmp_path: Path) -> None:
+    farm = remote_farm(tmp_path / "farm.yaml", lab)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest_boardfarm.cli",
+        "reset",
+        "--hard",
+        "--farm",
+        str(farm),
+        "--board",
+        "remote-raw",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "a labgrid place, does the place have a power resource" in done.stdout, done.stdout  # not only farm.yaml
+    assert_places_free(lab, "pl-raw")
