@@ -18,7 +18,7 @@ from subprocess import Popen
 
 import pytest
 
-from pytest_boardfarm import locks
+from pytest_boardfarm import errors, locks
 from pytest_boardfarm.locks import BoardLock, LockTimeout
 
 
@@ -156,7 +156,7 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 HOLD = """
 import sys, time
-from locks import BoardLock
+from boardfarm_locks.locks import BoardLock
 lock = BoardLock(sys.argv[1], sys.argv[2], run="run of " + sys.argv[3])
 print("waiting", flush=True)
 lock.acquire(float(sys.argv[4]))
@@ -177,14 +177,26 @@ def two_users() -> Iterator[tuple[Path, str]]:
     base = Path(tempfile.mkdtemp(prefix="boardfarm-users-"))
     try:
         os.chmod(base, 0o777)  # nobody may create the lock directory in it
-        shutil.copy(locks.__file__, base / "locks.py")
-        os.chmod(base / "locks.py", 0o644)
+        package = base / "boardfarm_locks"  # locks.py and what it imports, nothing else
+        package.mkdir(mode=0o755)
+        (package / "__init__.py").write_text("")
+        for module in (locks, errors):
+            shutil.copy(str(module.__file__), package)
+        for path in package.iterdir():
+            os.chmod(path, 0o644)
+        os.chmod(package, 0o755)
+        tried = []
         for python in (sys.executable, "/usr/bin/python3"):
-            ok = subprocess.run([*NOBODY, python, "-c", "import locks"], cwd=base, env=_env(base), capture_output=True)
+            ok = subprocess.run(
+                [*NOBODY, python, "-c", "import boardfarm_locks.locks"], cwd=base, env=_env(base), capture_output=True
+            )
             if ok.returncode == 0:
                 yield base, python
                 return
-        pytest.skip("no python that user nobody can run")
+            tried.append(ok.stderr.decode(errors="replace"))
+        if any("boardfarm_locks" in err for err in tried):  # our code failed, not the interpreter: never a skip
+            pytest.fail("user nobody could not import the lock module:\n" + "\n".join(tried))
+        pytest.skip("no python that user nobody can run: " + " | ".join(err.strip()[-200:] for err in tried))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
