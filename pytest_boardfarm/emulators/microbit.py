@@ -31,7 +31,8 @@ class MicrobitEmulator(EmulatedBoard):
     name = "microbit"
     what = "an emulated micro:bit"
     keeps_connection = True  # QEMU's system_reset: the same process, the same socket
-    boot_prompt = b">>> "  # after the banner; an image's boot script runs before it
+    # The banner's last line and the prompt: a boot script (run before them) may print ">>> " itself
+    boot_prompt = b"for more information.\r\n>>> "
 
     def __init__(
         self,
