@@ -103,6 +103,14 @@ def test_a_boot_script_that_prints_the_prompt_still_runs_to_its_end(tmp_path: Pa
         assert board.eval("APP_VERSION") == 7
 
 
+def test_an_image_whose_path_has_a_comma_starts(tmp_path: Path) -> None:
+    """QEMU's -device options are comma-separated: 'app,v2.hex' was cut at the comma."""
+    image = tmp_path / "app,v2.hex"
+    image.write_text(hexfile.embed_script(FIRMWARE.read_text(), "APP_VERSION = 2\n"))
+    with MicrobitEmulator(firmware=image) as emu, connect(emu.url, timeout=5) as board:
+        assert board.eval("APP_VERSION") == 2
+
+
 def test_a_boot_script_that_never_ends_is_interrupted_by_the_start(tmp_path: Path) -> None:
     forever = tmp_path / "forever.hex"
     forever.write_text(hexfile.embed_script(FIRMWARE.read_text(), "n = 0\nwhile True:\n    n += 1\n"))

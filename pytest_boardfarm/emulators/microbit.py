@@ -55,7 +55,7 @@ class MicrobitEmulator(EmulatedBoard):
     def argv(self, program: list[str]) -> list[str]:
         return [
             *program, "-M", "microbit", "-display", "none", "-monitor", "stdio",
-            "-device", f"loader,file={self.firmware}",
+            "-device", f"loader,file={str(self.firmware).replace(',', ',,')}",  # ',,': a comma in QEMU's options
             # wait=on: the chip starts when start() connects, so no boot output is lost
             "-serial", f"tcp:{self.host}:{self.port},server=on,wait=on,nodelay=on",
         ]  # fmt: skip
