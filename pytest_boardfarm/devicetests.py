@@ -338,6 +338,8 @@ def boardfarm_device(board: Any, request: pytest.FixtureRequest) -> Iterator[Dev
 
 
 def _last_of_module_on_board(item: pytest.Item) -> bool:
+    if item.session.shouldfail or item.session.shouldstop:  # -x, --maxfail: no test follows this one
+        return True
     following = item.stash.get(NEXT_KEY, None)
     if following is None or following.parent is not item.parent:
         return True

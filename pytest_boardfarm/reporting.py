@@ -195,7 +195,10 @@ class FarmReporter(ResultsCollector):
         with open(summary, "a", encoding="utf-8") as f:
             f.write(markdown_summary(boards))
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        for line in failure_annotations(boards):
+        annotations = failure_annotations(boards)
+        if annotations and isinstance(reporter, pytest.TerminalReporter) and reporter._width_of_current_line:
+            reporter.write("\n")  # after the progress dots' [100%]: GitHub reads a command only at a line's start
+        for line in annotations:
             if reporter is not None:
                 reporter.write_line(line)
             else:

@@ -449,3 +449,17 @@ def test_the_first_module_on_a_board_gets_a_soft_reset_too(pytester: pytest.Pyte
     logs = pytester.path / "logs" / "sim-1"
     assert "soft reboot" in (logs / "test_one__test_a[sim-1].log").read_text()
     assert "soft reboot" not in (logs / "test_one__test_b[sim-1].log").read_text()  # the module's RAM is shared
+
+
+def test_a_run_stopped_by_x_still_runs_the_modules_teardown(project: Path, pytester: pytest.Pytester) -> None:
+    """README: teardown() runs once per module per board. With -x the module's last test on
+    the board never came, so its teardown (a pin switched off, a file closed) was skipped."""
+    write(
+        project,
+        test_stop__py="def teardown():\n    print('module teardown ran')\n\n"
+        "def test_fails():\n    assert False\n\ndef test_never_runs():\n    pass\n",
+    )
+    result = run(pytester, "--farm", "farm.yaml", "--board", "sim-1", "-x", "-p", "no:xdist", "--farm-log-dir", "logs")
+    assert outcomes(result) == {"device/test_stop.py::test_fails[sim-1]": "FAILED"}
+    log = (pytester.path / "logs" / "sim-1" / "test_stop__test_fails[sim-1].log").read_text()
+    assert "module teardown ran" in log

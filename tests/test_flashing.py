@@ -93,6 +93,24 @@ def test_a_slow_boot_script_runs_to_its_end_before_the_board_is_ready(tmp_path: 
             assert board.eval("APP_VERSION") == 7
 
 
+def test_a_boot_script_that_prints_the_prompt_still_runs_to_its_end(tmp_path: Path) -> None:
+    """'>>> ' in a boot script's own output is not the REPL's prompt: the start waited
+    for it alone, and its Ctrl-C cut the script short (no APP_VERSION)."""
+    chatty = tmp_path / "chatty.hex"
+    script = "print('>>> starting')\nimport microbit\nmicrobit.sleep(300)\nAPP_VERSION = 7\n"
+    chatty.write_text(hexfile.embed_script(FIRMWARE.read_text(), script))
+    with MicrobitEmulator(firmware=chatty) as emu, connect(emu.url, timeout=5) as board:
+        assert board.eval("APP_VERSION") == 7
+
+
+def test_an_image_whose_path_has_a_comma_starts(tmp_path: Path) -> None:
+    """QEMU's -device options are comma-separated: 'app,v2.hex' was cut at the comma."""
+    image = tmp_path / "app,v2.hex"
+    image.write_text(hexfile.embed_script(FIRMWARE.read_text(), "APP_VERSION = 2\n"))
+    with MicrobitEmulator(firmware=image) as emu, connect(emu.url, timeout=5) as board:
+        assert board.eval("APP_VERSION") == 2
+
+
 def test_a_boot_script_that_never_ends_is_interrupted_by_the_start(tmp_path: Path) -> None:
     forever = tmp_path / "forever.hex"
     forever.write_text(hexfile.embed_script(FIRMWARE.read_text(), "n = 0\nwhile True:\n    n += 1\n"))

@@ -174,6 +174,18 @@ def test_failed_emulator_start_leaves_no_process(tmp_path: Path) -> None:
     assert_no_emulators(mark)
 
 
+def test_an_emulator_whose_port_is_taken_says_so(tmp_path: Path) -> None:
+    """A fixed port another program listens on: QEMU cannot bind it and exits. The start
+    spent its whole deadline on the other program's port (which never printed a prompt)
+    and said only that the raw REPL did not answer; QEMU's own words were lost."""
+    with socket.create_server(("127.0.0.1", 0)) as taken, marked() as mark:
+        emulator = MicrobitEmulator(port=taken.getsockname()[1])
+        with pytest.raises(EmulatorError, match=r"exited on socket://.*(in use|bind)"):
+            emulator.start(timeout=8)
+        assert not emulator.running()
+        assert_no_emulators(mark)
+
+
 def test_fault_tests_see_only_their_own_emulators(emulator: MicrobitEmulator) -> None:
     with marked() as mark, MicrobitEmulator() as mine:
         assert marked_qemu_pids(mark) == {mine.pid}  # not the session's emulator, nor anyone else's

@@ -154,6 +154,19 @@ def test_github_summary_only_when_asked(pytester: pytest.Pytester, farm: Path, m
     assert all(line.startswith("::error file=test_suite.py,line=8,title=test_fails[sim-") for line in errors)
 
 
+@pytest.mark.parametrize("args", [("-n", "2"), ("-p", "no:xdist", "-q")])
+def test_github_annotations_start_their_line_after_the_progress_dots(
+    pytester: pytest.Pytester, farm: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    """GitHub takes a workflow command only at the start of a line: without -v the first
+    ::error was written after the progress dots' '[100%]', and that failure had no annotation."""
+    pytester.makepyfile(test_suite=SUITE)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), *args, timeout=120)
+    errors = [line for line in result.outlines if "::error " in line]
+    assert len(errors) == 2 and all(line.startswith("::error file=test_suite.py,line=8,") for line in errors), errors
+
+
 def test_serial_logs_per_board_per_test(pytester: pytest.Pytester, farm: Path) -> None:
     pytester.makepyfile(test_suite=SUITE)
     run(pytester, "--farm", str(farm), "-n", "2", "--farm-log-dir", "logs")

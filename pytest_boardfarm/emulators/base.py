@@ -129,6 +129,8 @@ class EmulatedBoard:
             except OSError:
                 time.sleep(0.01)  # start-up only: the process has not bound its port yet
                 continue
+            if not self.running():  # it could not bind the port: what answered there is another program
+                raise EmulatorError(f"{self.what} exited on {self.url}: {self._stderr()}")
             board = connect(self.url, timeout=max(0.5, deadline.remaining()), name=f"emulator:{self.port}")
             board.close()
             return

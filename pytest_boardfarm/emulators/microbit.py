@@ -31,7 +31,8 @@ class MicrobitEmulator(EmulatedBoard):
     name = "microbit"
     what = "an emulated micro:bit"
     keeps_connection = True  # QEMU's system_reset: the same process, the same socket
-    boot_prompt = b">>> "  # after the banner; an image's boot script runs before it
+    # The banner's last line and the prompt: a boot script (run before them) may print ">>> " itself
+    boot_prompt = b"for more information.\r\n>>> "
 
     def __init__(
         self,
@@ -54,7 +55,7 @@ class MicrobitEmulator(EmulatedBoard):
     def argv(self, program: list[str]) -> list[str]:
         return [
             *program, "-M", "microbit", "-display", "none", "-monitor", "stdio",
-            "-device", f"loader,file={self.firmware}",
+            "-device", f"loader,file={str(self.firmware).replace(',', ',,')}",  # ',,': a comma in QEMU's options
             # wait=on: the chip starts when start() connects, so no boot output is lost
             "-serial", f"tcp:{self.host}:{self.port},server=on,wait=on,nodelay=on",
         ]  # fmt: skip
