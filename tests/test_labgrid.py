@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -310,23 +311,28 @@ def test_hang(board):
 """
 
 
-def test_killed_runs_places_are_taken_over_by_the_next_run(lab: Lab, tmp_path: Path) -> None:
+def start_hanging_run(lab: Lab, tmp_path: Path, **popen: Any) -> subprocess.Popen[str]:
+    """A run of HANGING_SUITE on both places with two workers, once both tests have started."""
     remote_farm(tmp_path / "farm.yaml", lab)
     (tmp_path / "test_hang.py").write_text(HANGING_SUITE)
     started = tmp_path / "started"
     env = dict(os.environ, STARTED=str(started))
-    proc = subprocess.Popen(
-        pytest_argv("--farm", "farm.yaml", "-n", "2"),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    argv = pytest_argv("--farm", "farm.yaml", "-n", "2")
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, text=True, start_new_session=True, **popen)
+    deadline = Deadline(120)
+    while len(started.read_text().splitlines() if started.exists() else []) < 2:
+        if proc.poll() is not None or deadline.expired():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError("the run did not start both boards")
+        time.sleep(0.1)
+    return proc
+
+
+def test_killed_runs_places_are_taken_over_by_the_next_run(lab: Lab, tmp_path: Path) -> None:
+    proc = start_hanging_run(lab, tmp_path, stdout=subprocess.DEVNULL)
     try:
-        deadline = Deadline(120)
-        while len(started.read_text().splitlines() if started.exists() else []) < 2:
-            assert proc.poll() is None and not deadline.expired(), "the run did not start both boards"
-            time.sleep(0.1)
         holders = {place: lab.holder(place) for place in ("pl-raw", "pl-net")}
         for holder in holders.values():  # each held by a live worker of that run, named so
             assert holder is not None and re.fullmatch(rf"{re.escape(HOST)}/.+\+boardfarm-\d+-\d+", holder)
@@ -394,6 +400,7 @@ def test_a_live_runs_place_is_waited_for_not_taken(lab: Lab) -> None:
 HOST_DOWN_SUITE = """\
 import os, time
 from pathlib import Path
+from typing import Any
 
 def test_before(board):
     assert board.eval("1 + 1") == 2
@@ -730,24 +737,13 @@ def test_sigterm_to_the_controller_alone_releases_its_workers_places(lab: Lab, t
     script (`pytest ... &`) inherits SIGINT ignored, which makes that a no-op: xdist then
     SIGKILLs the workers after 10 s, and their places stay acquired in labgrid, where a run on
     another host can never take them over. The workers must stop and release them."""
-    remote_farm(tmp_path / "farm.yaml", lab)
-    (tmp_path / "test_hang.py").write_text(HANGING_SUITE)
-    started = tmp_path / "started"
-    env = dict(os.environ, STARTED=str(started))
-    proc = subprocess.Popen(
-        pytest_argv("--farm", "farm.yaml", "-n", "2"),
-        cwd=tmp_path,
-        env=env,
+    proc = start_hanging_run(
+        lab,
+        tmp_path,
         stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
     )
     try:
-        deadline = Deadline(120)
-        while len(started.read_text().splitlines() if started.exists() else []) < 2:
-            assert proc.poll() is None and not deadline.expired(), "the run did not start both boards"
-            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)  # the controller only
         out = proc.communicate(timeout=60)[0]
         holders = {place: lab.holder(place) for place in ("pl-raw", "pl-net")}
