@@ -109,10 +109,7 @@ class FarmConfigError(Exception):
 class UnknownBoard(KeyError):
     def __init__(self, name: str, known: Sequence[str]) -> None:
         self.name = name
-        import difflib  # a typo's suggestion only
-
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, known)
         super().__init__(f"no board named {name!r} in the farm{hint}; the farm has: {', '.join(known) or 'no boards'}")
 
     def __str__(self) -> str:
@@ -272,6 +269,14 @@ def _scalar_value(node: Node) -> Any:
         return yaml.safe_load(yaml.serialize(node))
     except (ValueError, OverflowError, yaml.YAMLError):
         return node.value
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a typo, or ""."""
+    import difflib  # a typo's suggestion only: not every process
+
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def short_repr(value: Any) -> str:
@@ -508,11 +513,7 @@ _LOCK_KEYS = ("dir",)
 
 
 def _unknown(c: _Checker, node: Node, key: str, known: Iterable[str]) -> None:
-    import difflib  # a typo's suggestion only
-
-    close = difflib.get_close_matches(key.split(".")[-1], list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    c.problem(node, key, f"unknown key{hint}")
+    c.problem(node, key, f"unknown key{did_you_mean(key.split('.')[-1], known)}")
 
 
 def _board_fields(c: _Checker, node: Node, prefix: str) -> tuple[dict[str, Any], set[str]] | None:

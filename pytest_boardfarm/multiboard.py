@@ -35,7 +35,7 @@ import pytest
 from .errors import BoardError
 from .farmfile import ENV_VAR
 from .identity import BOARDS_ARG, identify_all
-from .inventory import Farm, short_repr
+from .inventory import Farm, did_you_mean, short_repr
 from .ordering import order_by_board
 from .pool import BoardUnavailable, FarmBoard
 from .results import BOARDS_INFO_PROPERTY, BOARDS_PROPERTY, TEST_PROPERTY
@@ -81,10 +81,7 @@ def parse_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Boards
             continue
         for key, value in filters.items():
             if key not in ROLE_KEYS:
-                import difflib  # a typo's suggestion only
-
-                close = difflib.get_close_matches(str(key), ROLE_KEYS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(str(key), ROLE_KEYS)
                 problems.append(f"role {role!r}: unknown filter {key!r}{hint}; known: {', '.join(ROLE_KEYS)}")
             elif not (value is None or isinstance(value, str) or _is_str_list(value)):
                 problems.append(f"role {role!r}: {key}={short_repr(value)}: expected a string or a list of strings")

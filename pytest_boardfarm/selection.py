@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .inventory import BoardSpec, Farm, seconds, seconds_rule, short_repr
+from .inventory import BoardSpec, Farm, did_you_mean, seconds, seconds_rule, short_repr
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,7 @@ def marker_problems(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]
     problems = [f"positional argument {short_repr(arg)} not allowed; use name=, platform=, tags=" for arg in args]
     for key, value in kwargs.items():
         if key not in MARKER_KEYS:
-            import difflib  # a typo's suggestion only
-
-            close = difflib.get_close_matches(key, MARKER_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"unknown argument {key!r}{hint}; known: {known}")
+            problems.append(f"unknown argument {key!r}{did_you_mean(key, MARKER_KEYS)}; known: {known}")
         elif key in ("timeout", "test_timeout"):
             zero_ok = key == "test_timeout"  # 0: no wall-clock limit for this test
             if value is not None and not _is_seconds(value, zero_ok=zero_ok):
