@@ -69,13 +69,13 @@ class DeviceRoot:
     path: Path  # absolute, links in it not followed: what pytest's walk sees
     real: Path
 
-    def holds(self, path: Path) -> bool:
-        """Is ``path`` (absolute, as pytest names it) in this device path, whatever its links?"""
-        return _within(_lexical(path), self.path)
+    def holds(self, lexical: Path) -> bool:
+        """Is ``lexical`` (see ``_lexical``: as pytest names it) in this device path, whatever its links?"""
+        return _within(lexical, self.path)
 
-    def keeps(self, path: Path) -> bool:
-        """Does ``path`` really lie in this device path once every link is followed?"""
-        return _within(path.resolve(), self.real)
+    def keeps(self, real: Path) -> bool:
+        """Does ``real`` (resolved: every link followed) lie in this device path?"""
+        return _within(real, self.real)
 
 
 class DeviceTests:
@@ -91,11 +91,12 @@ class DeviceTests:
         A file named under a device path is never the host's, even when a link takes it
         elsewhere (that is a collection error); a file a link outside takes into one is ours too.
         """
-        if path.suffix != ".py":
+        if path.suffix != ".py" or not self.roots:
             return None
-        if any(root.holds(path) and not root.keeps(path) for root in self.roots):
+        lexical, real = _lexical(path), path.resolve()  # once: every .py file of the project comes here
+        if any(root.holds(lexical) and not root.keeps(real) for root in self.roots):
             return LinkedOutside
-        if not any(root.holds(path) or root.keeps(path) for root in self.roots):
+        if not any(root.holds(lexical) or root.keeps(real) for root in self.roots):
             return None
         if Path(f"{path}.exp").is_file():
             return OutputModule
@@ -109,7 +110,8 @@ class DeviceTests:
         (outside the rootdir, into host code), and one inside would collect tests twice."""
         if not collection_path.is_symlink() or not collection_path.is_dir():
             return None
-        if not any(root.holds(collection_path) and _lexical(collection_path) != root.path for root in self.roots):
+        lexical = _lexical(collection_path)
+        if not any(root.holds(lexical) and lexical != root.path for root in self.roots):
             return None
         shown = os.path.relpath(collection_path, self.config.rootpath)
         message = (
