@@ -321,13 +321,16 @@ class Board:
         pacing: Pacing | None = None,
         dtr: bool = True,
         rts: bool = True,
+        stopping: threading.Event | None = None,
     ) -> B:
         """Open a board at any pyserial URL and enter its raw REPL (``connect`` is this on Board).
 
         ``dtr`` / ``rts``: the modem lines' state while the port is open (both
-        asserted by default, as mpremote does).
+        asserted by default, as mpremote does). ``stopping``: see ``stop_on``.
         """
-        board = cls.attach(url, baudrate=baudrate, timeout=timeout, name=name, pacing=pacing, dtr=dtr, rts=rts)
+        board = cls.attach(
+            url, baudrate=baudrate, timeout=timeout, name=name, pacing=pacing, dtr=dtr, rts=rts, stopping=stopping
+        )
         try:
             board.enter_raw_repl()
         except BaseException:
@@ -346,11 +349,15 @@ class Board:
         pacing: Pacing | None = None,
         dtr: bool = True,
         rts: bool = True,
+        stopping: threading.Event | None = None,
     ) -> B:
         """Open the port only: for a caller that gets to the raw REPL itself (or recovers the board first)."""
         checked_timeout(timeout, name or url)  # before the port is opened
         transport = open_transport(url, baudrate=baudrate, write_timeout=timeout, dtr=dtr, rts=rts)
-        return cls(transport, name=name or url, timeout=timeout, pacing=pacing)
+        board = cls(transport, name=name or url, timeout=timeout, pacing=pacing)
+        if stopping is not None:
+            board.stop_on(stopping)
+        return board
 
 
 def connect(

@@ -79,8 +79,7 @@ class Allocated:
     emulator: EmulatedBoard | None = None
     info: BoardInfo | None = None
     deployed: DeployResult | None = None
-    last_module: str | None = None  # the module of the last test run on it (None: no test yet)
-    tested: bool = False  # a test has run on it since this process took it
+    last_module: str | None = None  # the module of the last test run on it (None: no test yet here)
     recoveries: list[RecoveryLog] = field(default_factory=list)
     flashed: flashing.Outcome | None = None
 
@@ -451,18 +450,18 @@ class BoardPool:
             held.deployed = held.board.deploy(held.spec.deploy)
 
     def _connect(self, spec: BoardSpec, url: str, *, enter: bool = True) -> FarmBoard:
-        pacing = Pacing(spec.write_window)
-        board = FarmBoard.attach(
-            url, baudrate=spec.baudrate, timeout=spec.timeout, name=spec.name, pacing=pacing, dtr=spec.dtr, rts=spec.rts
+        opener = FarmBoard.open if enter else FarmBoard.attach
+        board = opener(
+            url,
+            baudrate=spec.baudrate,
+            timeout=spec.timeout,
+            name=spec.name,
+            pacing=Pacing(spec.write_window),
+            dtr=spec.dtr,
+            rts=spec.rts,
+            stopping=self.stopping,
         )
         board.spec = spec
-        board.stop_on(self.stopping)
-        if enter:
-            try:
-                board.enter_raw_repl()
-            except BaseException:
-                board.close_port()
-                raise
         return board
 
     # -- health ------------------------------------------------------------------

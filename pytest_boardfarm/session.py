@@ -251,18 +251,18 @@ class FarmSession:
 
     def _reset_if_due(self, held: Allocated, item: pytest.Item) -> bool:
         module = getattr(item, "module", None)
-        module_name = getattr(module, "__name__", None)
+        module_name = str(getattr(module, "__name__", ""))  # "" for a test with no module
         mode = self.reset_mode
         if mode == "test" and getattr(module, SHARED_RAM, False):
             mode = "module"  # device test functions share their module's RAM, as tests share a module on the host
-        first = not held.tested  # what an earlier run or command left in its RAM is not this run's
+        first = held.last_module is None  # what an earlier run or command left in its RAM is not this run's
         due = {
             "test": True,
             "module": first or held.last_module != module_name,
             "session": first,
             "never": False,
         }[mode]
-        held.last_module, held.tested = module_name, True
+        held.last_module = module_name
         if due:
             held.board.soft_reset()
         return due
