@@ -22,7 +22,10 @@ used meanwhile (the machine may be shared: quote that column).
 
 Prints figures only; asserts nothing.
 
-    python bench/bench_scale.py [--boards 1,4,8] [--tests 20] [--work 0.2] [--workers auto] [--all-plugins]
+With ``--repeat N`` each board count runs N times (in rounds: 1, 8, 16, 1, 8,
+16...), and the run with the median wall time stands for it.
+
+    python bench/bench_scale.py [--boards 1,4,8] [--tests 20] [--work 0.2] [--workers auto] [--repeat 3] [--all-plugins]
 """
 
 from __future__ import annotations
@@ -185,6 +188,11 @@ def run(boards: int, tests: int, workers: str, workdir: Path, all_plugins: bool)
     )
 
 
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median wall time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r.wall)[(len(runs) - 1) // 2]
+
+
 def plugin_file() -> str:
     """Where the plugin is imported from, without importing it here."""
     spec = importlib.util.find_spec("pytest_boardfarm")
@@ -208,6 +216,7 @@ def main() -> None:
     parser.add_argument("--tests", type=int, default=20, help="tests per board (default 20)")
     parser.add_argument("--work", type=float, default=0.2, help="device work per test, seconds (default 0.2)")
     parser.add_argument("--workers", default="boards", help="-n value: 'boards' (default: one per board), auto, N")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per board count; the median one is shown")
     parser.add_argument("--all-plugins", action="store_true", help="load every installed pytest plugin")
     args = parser.parse_args()
     sizes = [int(x) for x in args.boards.split(",")]
@@ -220,15 +229,19 @@ def main() -> None:
         workdir = Path(tmp)
         (workdir / "test_bench.py").write_text(SUITE.format(tests=args.tests, sleep_ms=sleep_ms))
         (workdir / "conftest.py").write_text(CONFTEST)
-        runs = [run(n, args.tests, args.workers, workdir, args.all_plugins) for n in sizes]
+        rounds = [
+            [run(n, args.tests, args.workers, workdir, args.all_plugins) for n in sizes] for _ in range(args.repeat)
+        ]
+    runs = [median_run([r[i] for r in rounds]) for i in range(len(sizes))]
     cores = os.cpu_count() or 1
     cached = Path(importlib.util.cache_from_source(str(Path(plugin_file())))).exists()
     bytecode = "cached" if cached else "not cached: every process compiles the plugin's modules"
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         bytecode += " (PYTHONDONTWRITEBYTECODE is set)"
     plugins = "every installed plugin" if args.all_plugins else "only xdist and pytest-boardfarm loaded"
+    repeats = f"median of {args.repeat} runs each; " if args.repeat > 1 else ""
     print(
-        f"{args.tests} tests per board, ~{args.work:g} s device work each; {cores} cores; {plugins}; "
+        f"{args.tests} tests per board, ~{args.work:g} s device work each; {repeats}{cores} cores; {plugins}; "
         f"load average before: {' '.join(load_before)}"
     )
     print(f"the plugin's bytecode: {bytecode}")
