@@ -116,6 +116,8 @@ class Run:
     imports_cpu: float  # median worker: CPU when the conftest is imported
     collect_cpu: float  # median worker: collection
     per_test_ms: float  # median worker
+    first_test_cpu: float  # median worker: its first test (the board's start or connection, its checks)
+    after_cpu: float  # median worker: from the end of its last test to pytest_unconfigure
     controller_per_test_ms: float
     collect_wait: float  # wall: the first worker's conftest import to the first test anywhere
     shutdown: float  # wall: the last test's end to the run's exit
@@ -181,6 +183,8 @@ def run(boards: int, tests: int, workers: str, workdir: Path, all_plugins: bool)
         imports_cpu=statistics.median(r["marks"]["imports"][0] for r in workers_),
         collect_cpu=statistics.median(r["marks"]["collect_end"][0] - r["marks"]["collect_start"][0] for r in workers_),
         per_test_ms=statistics.median(per_test(r) for r in workers_) * 1000,
+        first_test_cpu=statistics.median(r["tests"][0][0] - r["marks"]["first_test_start"][0] for r in workers_),
+        after_cpu=statistics.median(r["self_cpu"] - r["tests"][-1][0] for r in workers_),
         controller_per_test_ms=(ctl[-1][0] - ctl[0][0]) / max(1, len(ctl) - 1) * 1000,
         collect_wait=first_test_anywhere - min(r["marks"]["imports"][1] for r in workers_),
         shutdown=end - last_test,
@@ -252,7 +256,7 @@ def main() -> None:
     print(
         f"{'boards':>6} {'-n':>6} {'wall s':>7} {'eff':>5} {'CPU s':>6} {'workers':>7} {'emus':>6} {'ctl':>5}"
         f" {'floor':>6} {'w/floor':>7} {'others':>6} {'busy':>5} | {'start':>6} {'imports':>7} {'collect':>7}"
-        f" {'ms/test':>7} {'ctl ms':>6} {'to 1st':>6} {'shutdn':>6} {'RSS MB':>6}"
+        f" {'1st':>5} {'ms/test':>7} {'after':>5} {'ctl ms':>6} {'to 1st':>6} {'shutdn':>6} {'RSS MB':>6}"
     )
     base = runs[0].wall
     for r in runs:
@@ -262,7 +266,8 @@ def main() -> None:
             f"{r.boards:>6} {r.workers:>6} {r.wall:>7.2f} {base / r.wall:>5.2f} {r.cpu_total:>6.1f}"
             f" {r.workers_cpu:>7.1f} {r.emulators_cpu:>6.1f} {r.controller_cpu:>5.1f} {floor:>6.1f}"
             f" {r.wall / floor:>7.2f} {r.others_cpu:>6.1f} {busy:>4.0%} | {r.startup_cpu:>6.2f} {r.imports_cpu:>7.2f}"
-            f" {r.collect_cpu:>7.3f} {r.per_test_ms:>7.1f} {r.controller_per_test_ms:>6.1f}"
+            f" {r.collect_cpu:>7.3f} {r.first_test_cpu:>5.2f} {r.per_test_ms:>7.1f} {r.after_cpu:>5.2f}"
+            f" {r.controller_per_test_ms:>6.1f}"
             f" {r.collect_wait:>6.2f} {r.shutdown:>6.2f} {r.rss_mb:>6.0f}"
         )
     print(
@@ -270,7 +275,8 @@ def main() -> None:
         "others: what the rest of the machine used meanwhile; busy: the machine's cores in use, this run and\n"
         "the rest together (near 100%: the wall times tell more about the load than about the plugin);\n"
         "start/imports/collect: a worker's CPU (median) before its first test / at its conftest's import / for\n"
-        "collection; ms/test: a worker's CPU per test after its first; ctl ms: the controller's per test;\n"
+        "collection; 1st: its first test (the board's start); ms/test: per test after its first; after:\n"
+        "from its last test to its end (teardown, reports); ctl ms: the controller's per test;\n"
         "to 1st: wall from the first worker's conftest to the first test; shutdn: wall from the last test to the exit"
     )
 
