@@ -48,8 +48,25 @@ INTERRUPT_SECONDS = 2.0
 # reply may hold this much before the wait is cut short; errors keep a tail.
 PENDING_LIMIT = 16 << 20
 ERROR_TAIL = 64 << 10
-# The end of a program's reply: stdout ends at the first \x04, then the error text, \x04, the prompt.
-PROGRAM_END = re.compile(rb"\x04([^\x04]*)\x04>")  # the last 0x04 before it: the program may print 0x04
+# A program's reply is its output, 0x04, its error output, 0x04, the prompt '>'. The error output
+# is empty or MicroPython's traceback, whose last line ends with a newline: so the reply ends at
+# the first 0x04 '>' after a 0x04 or a newline, even where the program printed 0x04 itself or its
+# exception's message holds one.
+REPLY_END = re.compile(rb"(?:\x04|\n)\x04>")
+TRACEBACK = b"Traceback (most recent call last):"
+
+
+def split_reply(body: bytes) -> tuple[bytes, bytes]:
+    """A program's reply without its last 0x04 and prompt: (output, error output). The error
+    output is empty (the body ends with the 0x04 after the output) or starts with the traceback."""
+    if body.endswith(CTRL_D):
+        return body[:-1], b""
+    at = body.rfind(CTRL_D + TRACEBACK)
+    if at < 0:  # an error without a traceback line: it cannot hold 0x04 as well
+        at = body.rfind(CTRL_D)
+    return body[:at], body[at + 1 :]
+
+
 STOP_POLL_SECONDS = 0.1  # how soon a wait sees that its command was stopped (RawRepl.stopping)
 NUDGE_SECONDS = 0.5  # how long a Ctrl-C may go unanswered before the program's input is nudged
 # Sources up to this long (and within the pacing window) go in plain raw mode even where
@@ -314,11 +331,11 @@ class RawRepl:
         prompt = self._read_until(b">", deadline, "the raw prompt")
         if prompt != b">" and SOFT_REBOOT in prompt:
             self._rebooted_at_exit(prompt, stdout, deadline)
-        if prompt != b">":  # the program printed 0x04 itself: the reply ends at the last 0x04 and '>'
+        if prompt != b">" or not (stderr == b"" or stderr.endswith(b"\n")):  # a 0x04 in the output or error
             reply = stdout + CTRL_D + stderr + CTRL_D + prompt
-            if not reply.endswith(CTRL_D + b">"):
+            while REPLY_END.search(reply, max(0, len(reply) - 3)) is None:
                 reply += self._read_until(CTRL_D + b">", deadline, "the end of the error output", running=True)
-            stdout, _, stderr = reply[:-2].rpartition(CTRL_D)
+            stdout, stderr = split_reply(reply[:-2])
         return ExecResult(stdout, stderr)
 
     def _rebooted_at_exit(self, prompt: bytes, stdout: bytes, deadline: Deadline) -> None:
@@ -513,7 +530,7 @@ class RawRepl:
         """End the background program (Ctrl-C unless it ended by itself) and return to the
         idle prompt. Its output stays in the console; the reply's framing is taken out."""
         self._collect_stray()
-        if self.console.find_from(self._program_from, PROGRAM_END) is not None:
+        if self.console.find_from(self._program_from, REPLY_END) is not None:
             interrupt = False  # it has ended: a Ctrl-C now could only land on the next program
         nudge = deadline.sooner(NUDGE_SECONDS)
         if interrupt:
@@ -525,13 +542,14 @@ class RawRepl:
                 self._transport.write(b"\r" + CTRL_C)
                 nudge = deadline.sooner(NUDGE_SECONDS)
             self._to_console()
-            found = self.console.find_from(self._program_from, PROGRAM_END)
+            found = self.console.find_from(self._program_from, REPLY_END)
             if found is not None:
                 base, end = found
-                stdout = self.console.between(self._program_from, base + end.start())
-                self.console.cut(base + end.start(), base + end.end())
+                body_end = base + end.end() - 2  # before the last 0x04 and the prompt
+                stdout, stderr = split_reply(self.console.between(self._program_from, body_end))
+                self.console.cut(body_end - len(stderr) - 1, base + end.end())  # the framing and the error
                 self.state = State.IDLE
-                return ExecResult(stdout, end.group(1))
+                return ExecResult(stdout, stderr)
             if REBOOTED in self.console.between(self._program_from, self.console.end):
                 self.state = State.UNKNOWN
                 raise BoardRebooted(f"{self.label}: the board rebooted while running the background program")

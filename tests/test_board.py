@@ -147,6 +147,26 @@ def test_output_with_the_raw_repls_end_byte_is_output_not_an_error(mb: Board) ->
     assert mb.eval("1 + 1") == 2
 
 
+@pytest.mark.parametrize("message", ["a\\x04b", "a\\x04>b"])  # 0x04 0x04 '>' in it would read as the end
+def test_an_exception_whose_message_holds_the_end_byte_is_the_whole_traceback(mb: Board, message: str) -> None:
+    """The error output is framed by 0x04 too: a message holding one (and even the prompt
+    after it) cut the traceback short, and its rest was read as the next program's reply."""
+    binary = "from microbit import uart\nuart.write(b'x\\x04y')\n"
+    for prefix, stdout in (("", ""), (binary, "x\x04y")):
+        with pytest.raises(DeviceError) as caught:
+            mb.exec(f"{prefix}raise ValueError('{message}')")
+        assert caught.value.stdout == stdout
+        assert caught.value.exc_name == "ValueError"
+        assert caught.value.traceback.endswith(f"ValueError: {message.replace(chr(92) + 'x04', chr(4))}\n")
+        assert mb.eval("1 + 1") == 2
+    mb.start(f"print('out')\nraise ValueError('{message}')")
+    mb.expect_exact("out", timeout=10)
+    with pytest.raises(DeviceError) as caught:
+        mb.stop()
+    assert caught.value.traceback.endswith(f"ValueError: {message.replace(chr(92) + 'x04', chr(4))}\n")
+    assert mb.eval("2 + 2") == 4
+
+
 def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
     """Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program: an empty
     script (``boardfarm run`` of an empty file) waited for output that never came."""
