@@ -36,7 +36,10 @@ from .timelimit import DEFAULT_SECONDS as DEFAULT_TEST_SECONDS
 from .timelimit import HostTimeLimit
 
 AUTO_WORKERS_ENV = "PYTEST_XDIST_AUTO_NUM_WORKERS"  # xdist's: what -n auto means
-AUTO_WORKERS_PER_CORE = 4  # bench_scale, 16 boards on 2 cores: 8 workers as fast as 16, 4 workers 1.6x slower
+# bench_scale, 16 boards on 2 cores, 40 tests each: 16 workers 1.3x as fast as 8 (a worker runs its
+# boards one after another); with 20 tests each, as fast as 8.
+AUTO_WORKERS_PER_CORE = 8
+AUTO_WORKER_MEMORY = 100 * 1024 * 1024  # a worker holds ~40-50 MB: twice that leaves the host room
 
 if TYPE_CHECKING:
     from .reporting import FarmReporter
@@ -157,17 +160,32 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 
 def auto_workers(board_count: int) -> int:
     """min(board_count, the host's limit): ``PYTEST_XDIST_AUTO_NUM_WORKERS`` if set (xdist's own
-    override), else 4 per core this process may use. A worker costs the host a start-up
-    (~0.3 s of CPU) and ~40 MB, and runs its boards one after another; waiting on a board
-    costs nothing, so four workers per core keep the cores busy while boards work, and a
-    2-core host with 16 boards is not swamped with 16 processes. Each board's tests still
-    run on one worker, in order."""
+    override), else 8 per core this process may use and one per 100 MB of available memory.
+    A worker costs the host a start-up (~0.3 s of CPU) and ~40-50 MB, then ~2 ms of CPU per
+    test: waiting on a board costs nothing, and a worker runs its boards one after another,
+    so a worker per board is fastest as long as the host has the memory. Each board's tests
+    still run on one worker, in order."""
     limit = 0
     with contextlib.suppress(ValueError):
         limit = int(os.environ.get(AUTO_WORKERS_ENV, ""))
     if limit <= 0:
         limit = AUTO_WORKERS_PER_CORE * _usable_cores()
+        memory = _available_memory()
+        if memory is not None:
+            limit = min(limit, memory // AUTO_WORKER_MEMORY)
     return max(1, min(board_count, limit))
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _usable_cores() -> int:

@@ -185,7 +185,7 @@ def test_auto_takes_at_most_what_the_host_carries(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """-n auto with more boards than the host's limit (xdist's PYTEST_XDIST_AUTO_NUM_WORKERS
-    here, 4 per core otherwise): that many workers, and every board's tests run."""
+    here, 8 per core and 1 per 100 MB otherwise): that many workers, and every board's tests run."""
     pytester.makepyfile(test_where=WHERE_SUITE)
     monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
@@ -252,17 +252,40 @@ def test_a_worker_that_collects_other_tests_is_a_collection_error(
     assert result.ret != 0
 
 
+GB = 1024**3
+
+
 @pytest.mark.parametrize(
-    ("boards", "env", "cores", "workers"),
-    [(16, None, 2, 8), (3, None, 2, 3), (16, "6", 2, 6), (16, "0", 1, 4), (16, "many", 4, 16), (0, None, 2, 1)],
+    ("boards", "env", "cores", "memory", "workers"),
+    [
+        (16, None, 2, 8 * GB, 16),  # a worker per board
+        (40, None, 2, 8 * GB, 16),  # 8 per core
+        (3, None, 2, 8 * GB, 3),
+        (16, None, 4, GB // 2, 5),  # a small host: one per 100 MB available
+        (16, None, 4, None, 16),  # memory unknown: cores alone
+        (16, None, 4, 0, 1),
+        (16, "6", 2, 8 * GB, 6),  # xdist's own override
+        (16, "6", 2, GB // 4, 6),  # ...whatever the memory
+        (16, "0", 1, 8 * GB, 8),
+        (40, "many", 4, 8 * GB, 32),
+        (0, None, 2, 8 * GB, 1),
+    ],
 )
-def test_auto_workers(boards: int, env: str | None, cores: int, workers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_workers(
+    boards: int, env: str | None, cores: int, memory: int | None, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if env is None:
         monkeypatch.delenv(plugin.AUTO_WORKERS_ENV, raising=False)
     else:
         monkeypatch.setenv(plugin.AUTO_WORKERS_ENV, env)
     monkeypatch.setattr(plugin, "_usable_cores", lambda: cores)
+    monkeypatch.setattr(plugin, "_available_memory", lambda: memory)
     assert plugin.auto_workers(boards) == workers
+
+
+def test_available_memory_is_read_on_linux() -> None:
+    memory = plugin._available_memory()
+    assert memory is not None and memory > 100 * 1024 * 1024
 
 
 def test_command_line_narrows_the_farm(pytester: pytest.Pytester, farm: Path) -> None:
