@@ -100,11 +100,7 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         """As xdist's, but a worker busy with a board takes its next one only once no
         worker is still collecting: that worker should have it. (xdist hands a worker
         its next unit while it still has two tests to go: it runs a test only when it
-        knows the next one, or is told to shut down.) A worker that has not collected yet
-        gets nothing: its work is chosen by ``schedule()`` once its collection is in (a
-        crash elsewhere reschedules every worker, collected or not)."""
-        if node not in self.registered_collections:
-            return
+        knows the next one, or is told to shut down.)"""
         if self._pending_of(self.assigned_work[node]) and self._still_collecting():
             return
         super()._reschedule(node)
