@@ -52,7 +52,6 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         self.boards_of: dict[str, tuple[str, ...]] = {}  # test id -> its boards (none, one, or several)
         self.scope_boards: dict[str, tuple[str, ...]] = {}
         self._group_of: dict[str, tuple[str, ...]] | None = None
-        self._without_collection: set[Any] = set()  # workers gone, or refused, before their collection counted
 
     def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
         found = self.collected_by(node.gateway.id)
@@ -66,9 +65,7 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         assert node in self.assigned_work
         if self.collection is not None and list(collection) != self.collection:
             self._report_different_collection(node, collection)
-            self._without_collection.add(node)
-            node.shutdown()  # this worker gets no work; the others run every test
-            return
+            return  # this worker gets no work; the others run every test
         self.registered_collections[node] = list(collection)
 
     @property
@@ -91,25 +88,9 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
                 order.sort(key=lambda scope: -len(units[scope]))
             for scope in order:
                 self.workqueue[scope] = units[scope]
-        ready = [node for node in self.nodes if node in self.registered_collections]
-        for node in sorted(ready, key=lambda node: self._pending_of(self.assigned_work[node])):  # idle ones first
-            self._reschedule(node)  # its first unit, if it has none
-            self._reschedule(node)  # and the next, if the first is two tests or fewer (as xdist's schedule)
-
-    def _reschedule(self, node: Any) -> None:
-        """As xdist's, but a worker busy with a board takes its next one only once no
-        worker is still collecting: that worker should have it. (xdist hands a worker
-        its next unit while it still has two tests to go: it runs a test only when it
-        knows the next one, or is told to shut down.)"""
-        if self._pending_of(self.assigned_work[node]) and self._still_collecting():
-            return
-        super()._reschedule(node)
-
-    def _still_collecting(self) -> bool:
-        """Is a worker of this run (started or not yet ready) still to report its collection?"""
-        if len(self.registered_collections) + len(self._without_collection) < self.numnodes:
-            return True
-        return any(node not in self.registered_collections and not node.shutting_down for node in self.nodes)
+        for node in self.nodes:
+            if node in self.registered_collections:
+                self._reschedule(node)
 
     def _report_different_collection(self, node: Any, collection: Sequence[str]) -> None:
         first = next(iter(self.registered_collections))
@@ -134,8 +115,6 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         loadscope would run it again on each replacement worker until its crash limit
         stops the run, and the board's later tests never run."""
         workload = self.assigned_work.pop(node)
-        if node not in self.registered_collections:
-            self._without_collection.add(node)
         pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
         if not pending:
             return None
