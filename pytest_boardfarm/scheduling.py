@@ -11,13 +11,7 @@ A multi-board test (``@pytest.mark.boards``) joins its boards into one scope:
 every test of those boards, single- and multi-board, goes to one worker, which
 runs the single-board tests first (multiboard.py orders the collection) and then
 takes the boards together. So no worker ever waits on a board another worker of
-the same run holds.
-
-A worker starts on its first board as soon as it has collected, not when every
-worker has: xdist starts workers one after another, and with many boards on a
-small host the last one is ready seconds after the first (8.6 s for 16 quiet
-workers, tens under load). A later worker whose collection differs gets no work
-and the difference is reported as a collection error, as xdist does. (xdist's own ``loadgroup`` mode
+the same run holds. (xdist's own ``loadgroup`` mode
 cannot be used: it tags items by writing ``item._nodeid``, which pytest 9.2 no
 longer reads.)
 """
@@ -28,15 +22,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
-from xdist.report import report_collection_diff
 from xdist.scheduler import LoadScopeScheduling
 
 from .identity import TestBoard, guess_board
 
 
 class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
-    collection: list[str] | None  # xdist's: the tests every worker collected, once known
-
     def __init__(
         self,
         config: pytest.Config,
@@ -62,42 +53,7 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
                 guessed = guess_board(nodeid, self.boards)
                 self.boards_of[nodeid] = (guessed,) if guessed else ()
         self._group_of = None
-        assert node in self.assigned_work
-        if self.collection is not None and list(collection) != self.collection:
-            self._report_different_collection(node, collection)
-            return  # this worker gets no work; the others run every test
-        self.registered_collections[node] = list(collection)
-
-    @property
-    def collection_is_completed(self) -> bool:
-        """True once any worker has collected: xdist then calls ``schedule()`` after each
-        worker's collection, and each starts at once (see the module's docstring)."""
-        return bool(self.registered_collections)
-
-    def schedule(self) -> None:
-        """The first call splits the first collection into boards' work units; every call
-        gives each worker that has collected a unit when it needs one."""
-        if self.collection is None:
-            collection: list[str] = next(iter(self.registered_collections.values()))
-            self.collection = collection
-            units: dict[str, dict[str, bool]] = {}
-            for nodeid in collection:
-                units.setdefault(self._split_scope(nodeid), {})[nodeid] = False
-            order = list(units)
-            if getattr(self.config.option, "loadscopereorder", False):  # xdist >= 3.6: biggest first
-                order.sort(key=lambda scope: -len(units[scope]))
-            for scope in order:
-                self.workqueue[scope] = units[scope]
-        for node in self.nodes:
-            if node in self.registered_collections:
-                self._reschedule(node)
-
-    def _report_different_collection(self, node: Any, collection: Sequence[str]) -> None:
-        first = next(iter(self.registered_collections))
-        message = report_collection_diff(self.collection, list(collection), first.gateway.id, node.gateway.id)
-        self.log(message)
-        report = pytest.CollectReport(nodeid=node.gateway.id, outcome="failed", longrepr=message, result=[])
-        self.config.hook.pytest_collectreport(report=report)
+        super().add_node_collection(node, collection)
 
     def _split_scope(self, nodeid: str) -> str:
         boards = self.boards_of.get(nodeid)

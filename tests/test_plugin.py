@@ -172,7 +172,7 @@ def test_workers_drive_several_boards_in_turn(
     )
     result.assert_outcomes(passed=15)
     ran = runs_per_worker(log)
-    assert 1 <= len(ran) <= 2  # a worker that collects late may find every board taken
+    assert len(ran) == 2
     for runs in ran.values():
         boards_in_turn = [board for n, (board, _) in enumerate(runs) if n == 0 or runs[n - 1][0] != board]
         assert len(boards_in_turn) == len(set(boards_in_turn))  # never back to a board it left
@@ -194,55 +194,7 @@ def test_auto_takes_at_most_what_the_host_carries(
     )
     assert "created: 3/3 workers" in result.stdout.str()
     result.assert_outcomes(passed=15)
-    assert len(runs_per_worker(tmp_path / "where.log")) <= 3
-
-
-SLOW_COLLECTOR = """
-import os, time
-def pytest_collection_modifyitems(items):
-    if os.environ.get("PYTEST_XDIST_WORKER") != "gw1":
-        return
-    log, deadline = os.environ["WHERE_LOG"], time.monotonic() + 30
-    while time.monotonic() < deadline:  # until the other worker has run every test, or 30 s
-        if os.path.exists(log) and len(open(log).read().splitlines()) >= 6:
-            return
-        time.sleep(0.05)
-"""
-
-
-def test_a_worker_starts_without_waiting_for_the_others_to_collect(
-    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """gw1 collects only once 6 tests have run (at most 30 s): gw0 runs both boards' tests
-    meanwhile. xdist's own schedulers start no test before every worker has collected."""
-    pytester.makepyfile(test_where=WHERE_SUITE)
-    pytester.makeconftest(SLOW_COLLECTOR)
-    log = tmp_path / "where.log"
-    monkeypatch.setenv("WHERE_LOG", str(log))
-    farm = tmp_path / "farm2.yaml"
-    farm.write_text(
-        f"locks: {{dir: {tmp_path / 'locks'}}}\nboards:\n"
-        + "".join(f"  - {{name: sim-{n}, emulator: microbit, timeout: 30}}\n" for n in (1, 2))
-    )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), "-n", "2", timeout=300)
-    result.assert_outcomes(passed=6)
-    assert set(runs_per_worker(log)) == {"gw0"}, log.read_text()
-
-
-def test_a_worker_that_collects_other_tests_is_a_collection_error(
-    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytester.makepyfile(test_where=WHERE_SUITE)
-    pytester.makeconftest(
-        "import os\n"
-        "def pytest_collection_modifyitems(items):\n"
-        "    if os.environ.get('PYTEST_XDIST_WORKER') == 'gw1':\n"
-        "        del items[-1]\n"
-    )
-    monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(five_boards(tmp_path)), "-n", "2")
-    assert "Different tests were collected between gw" in result.stdout.str(), result.stdout.str()[-3000:]
-    assert result.ret != 0
+    assert len(runs_per_worker(tmp_path / "where.log")) == 3
 
 
 GB = 1024**3
