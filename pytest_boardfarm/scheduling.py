@@ -69,7 +69,17 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
     def remove_node(self, node: Any) -> str | None:
         """As xdist's, but the test that crashed its worker is not queued again: xdist's
         loadscope would run it again on each replacement worker until its crash limit
-        stops the run, and the board's later tests never run."""
+        stops the run, and the board's later tests never run.
+
+        A worker gone before its collection came (it ended in its collection, or crashed
+        starting) is no longer counted: xdist would wait for that collection for ever, the
+        other workers idle. A replacement joins when it has collected, as in xdist."""
+        if node not in self.registered_collections:
+            self.assigned_work.pop(node)
+            self.numnodes -= 1
+            if self.collection is None and self.registered_collections and self.collection_is_completed:
+                self.schedule()
+            return None
         workload = self.assigned_work.pop(node)
         pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
         if not pending:
