@@ -121,6 +121,10 @@ class ResultsCollector:
         if board not in boards:
             boards.append(board)
 
+    def never_reported(self) -> int:
+        """Collected (test, board) pairs with no report: in the table and JUnit, errors."""
+        return sum(1 for key in self.collected if key not in self.tests)
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         boards = _property(report, BOARDS_PROPERTY)
         if not boards and not report.user_properties:  # xdist's report of a test that crashed its worker

@@ -197,6 +197,54 @@ def test_auto_takes_at_most_what_the_host_carries(
     assert len(runs_per_worker(tmp_path / "where.log")) == 3
 
 
+def test_a_worker_that_ends_in_its_collection_is_not_waited_for(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gw1 ends (pytest.exit, status 0) before it collects: gw0 runs every board."""
+    pytester.makepyfile(test_where=WHERE_SUITE)
+    pytester.makeconftest(
+        "import os, pytest\n"
+        "def pytest_collection(session):\n"
+        "    if os.environ.get('PYTEST_XDIST_WORKER') == 'gw1':\n"
+        "        pytest.exit('no hardware here', returncode=0)\n"
+    )
+    monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--farm", str(five_boards(tmp_path)), "-n", "2", timeout=120
+    )
+    result.assert_outcomes(passed=15)
+
+
+def test_tests_that_never_ran_after_a_worker_crash_fail_the_run(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gw1 crashes in its collection and xdist may not replace it: gw0 runs one board and the
+    run ends. The other boards' tests are errors in the table; the run must not exit 0."""
+    pytester.makepyfile(test_where=WHERE_SUITE)
+    pytester.makeconftest(
+        "import os\n"
+        "def pytest_collection(session):\n"
+        "    if os.environ.get('PYTEST_XDIST_WORKER') == 'gw1':\n"
+        "        os._exit(3)\n"
+    )
+    monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--farm",
+        str(five_boards(tmp_path)),
+        "-n",
+        "2",
+        "--max-worker-restart",
+        "0",
+        timeout=120,
+    )
+    out = result.stdout.str()
+    assert "worker gw1 crashed and worker restarting disabled" in out
+    assert re.search(r"boardfarm: 12 collected test\(s\) never ran", out), out[-2000:]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
 GB = 1024**3
 
 
