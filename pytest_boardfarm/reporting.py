@@ -119,8 +119,22 @@ class FarmReporter(ResultsCollector):
         return result
 
     @pytest.hookimpl(trylast=True)  # after xdist has torn its workers down: every report is in
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self._write_reports()
+        self._fail_for_tests_never_run(session)
+
+    def _fail_for_tests_never_run(self, session: pytest.Session) -> None:
+        """A run that ended with collected tests never run, for no reason pytest knows of (xdist
+        gave up on a crashed worker: --max-worker-restart), does not exit 0: the table and the
+        JUnit file count those tests as errors. A stop (-x, Ctrl-C, pytest.exit) says why."""
+        if session.exitstatus != pytest.ExitCode.OK or self.run_end() != RunEnd():
+            return
+        missing = self.never_reported()
+        if missing:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None:
+                terminal.write_line(f"boardfarm: {missing} collected test(s) never ran: the run fails", red=True)
 
     def pytest_unconfigure(self) -> None:
         """A run stopped before its session started still leaves a (valid, maybe empty) report."""

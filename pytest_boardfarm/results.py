@@ -113,12 +113,25 @@ class ResultsCollector:
         self.known: dict[str, dict[str, str]] = {}  # board -> what farm.yaml says, for boards no test reached
         # (nodeid, board) -> test name, for tests that never report
         self.collected: dict[tuple[str, str], str] = {}
+        self._collected_boards: dict[str, list[str]] = {}  # nodeid -> its boards, from the above
 
     def note_collected(self, nodeid: str, board: str, test: str = "") -> None:
         self.collected[(nodeid, board)] = test
+        boards = self._collected_boards.setdefault(nodeid, [])
+        if board not in boards:
+            boards.append(board)
+
+    def never_reported(self) -> int:
+        """Collected (test, board) pairs with no report: in the table and JUnit, errors."""
+        return sum(1 for key in self.collected if key not in self.tests)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         boards = _property(report, BOARDS_PROPERTY)
+        if not boards and not report.user_properties:  # xdist's report of a test that crashed its worker
+            boards = self._collected_boards.get(report.nodeid)
+            if boards and len(boards) == 1:
+                self._record(report, boards[0])
+                return
         if boards:
             infos = _property(report, BOARDS_INFO_PROPERTY) or {}
             for board, info in (json.loads(infos) if isinstance(infos, str) else infos).items():

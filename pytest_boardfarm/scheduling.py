@@ -11,13 +11,7 @@ A multi-board test (``@pytest.mark.boards``) joins its boards into one scope:
 every test of those boards, single- and multi-board, goes to one worker, which
 runs the single-board tests first (multiboard.py orders the collection) and then
 takes the boards together. So no worker ever waits on a board another worker of
-the same run holds.
-
-A worker starts on its first board as soon as it has collected, not when every
-worker has: xdist starts workers one after another, and with many boards on a
-small host the last one is ready seconds after the first (8.6 s for 16 quiet
-workers, tens under load). A later worker whose collection differs gets no work
-and the difference is reported as a collection error, as xdist does. (xdist's own ``loadgroup`` mode
+the same run holds. (xdist's own ``loadgroup`` mode
 cannot be used: it tags items by writing ``item._nodeid``, which pytest 9.2 no
 longer reads.)
 """
@@ -28,15 +22,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
-from xdist.report import report_collection_diff
 from xdist.scheduler import LoadScopeScheduling
 
 from .identity import TestBoard, guess_board
 
 
 class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
-    collection: list[str] | None  # xdist's: the tests every worker collected, once known
-
     def __init__(
         self,
         config: pytest.Config,
@@ -52,7 +43,6 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         self.boards_of: dict[str, tuple[str, ...]] = {}  # test id -> its boards (none, one, or several)
         self.scope_boards: dict[str, tuple[str, ...]] = {}
         self._group_of: dict[str, tuple[str, ...]] | None = None
-        self._without_collection: set[Any] = set()  # workers gone, or refused, before their collection counted
 
     def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
         found = self.collected_by(node.gateway.id)
@@ -63,64 +53,7 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
                 guessed = guess_board(nodeid, self.boards)
                 self.boards_of[nodeid] = (guessed,) if guessed else ()
         self._group_of = None
-        assert node in self.assigned_work
-        if self.collection is not None and list(collection) != self.collection:
-            self._report_different_collection(node, collection)
-            self._without_collection.add(node)
-            node.shutdown()  # this worker gets no work; the others run every test
-            return
-        self.registered_collections[node] = list(collection)
-
-    @property
-    def collection_is_completed(self) -> bool:
-        """True once any worker has collected: xdist then calls ``schedule()`` after each
-        worker's collection, and each starts at once (see the module's docstring)."""
-        return bool(self.registered_collections)
-
-    def schedule(self) -> None:
-        """The first call splits the first collection into boards' work units; every call
-        gives each worker that has collected a unit when it needs one."""
-        if self.collection is None:
-            collection: list[str] = next(iter(self.registered_collections.values()))
-            self.collection = collection
-            units: dict[str, dict[str, bool]] = {}
-            for nodeid in collection:
-                units.setdefault(self._split_scope(nodeid), {})[nodeid] = False
-            order = list(units)
-            if getattr(self.config.option, "loadscopereorder", False):  # xdist >= 3.6: biggest first
-                order.sort(key=lambda scope: -len(units[scope]))
-            for scope in order:
-                self.workqueue[scope] = units[scope]
-        ready = [node for node in self.nodes if node in self.registered_collections]
-        for node in sorted(ready, key=lambda node: self._pending_of(self.assigned_work[node])):  # idle ones first
-            self._reschedule(node)  # its first unit, if it has none
-            self._reschedule(node)  # and the next, if the first is two tests or fewer (as xdist's schedule)
-
-    def _reschedule(self, node: Any) -> None:
-        """As xdist's, but a worker busy with a board takes its next one only once no
-        worker is still collecting: that worker should have it. (xdist hands a worker
-        its next unit while it still has two tests to go: it runs a test only when it
-        knows the next one, or is told to shut down.) A worker that has not collected yet
-        gets nothing: its work is chosen by ``schedule()`` once its collection is in (a
-        crash elsewhere reschedules every worker, collected or not)."""
-        if node not in self.registered_collections:
-            return
-        if self._pending_of(self.assigned_work[node]) and self._still_collecting():
-            return
-        super()._reschedule(node)
-
-    def _still_collecting(self) -> bool:
-        """Is a worker of this run (started or not yet ready) still to report its collection?"""
-        if len(self.registered_collections) + len(self._without_collection) < self.numnodes:
-            return True
-        return any(node not in self.registered_collections and not node.shutting_down for node in self.nodes)
-
-    def _report_different_collection(self, node: Any, collection: Sequence[str]) -> None:
-        first = next(iter(self.registered_collections))
-        message = report_collection_diff(self.collection, list(collection), first.gateway.id, node.gateway.id)
-        self.log(message)
-        report = pytest.CollectReport(nodeid=node.gateway.id, outcome="failed", longrepr=message, result=[])
-        self.config.hook.pytest_collectreport(report=report)
+        super().add_node_collection(node, collection)
 
     def _split_scope(self, nodeid: str) -> str:
         boards = self.boards_of.get(nodeid)
@@ -136,10 +69,18 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
     def remove_node(self, node: Any) -> str | None:
         """As xdist's, but the test that crashed its worker is not queued again: xdist's
         loadscope would run it again on each replacement worker until its crash limit
-        stops the run, and the board's later tests never run."""
-        workload = self.assigned_work.pop(node)
+        stops the run, and the board's later tests never run.
+
+        A worker gone before its collection came (it ended in its collection, or crashed
+        starting) is no longer counted: xdist would wait for that collection for ever, the
+        other workers idle. A replacement joins when it has collected, as in xdist."""
         if node not in self.registered_collections:
-            self._without_collection.add(node)
+            self.assigned_work.pop(node)
+            self.numnodes -= 1
+            if self.collection is None and self.registered_collections and self.collection_is_completed:
+                self.schedule()
+            return None
+        workload = self.assigned_work.pop(node)
         pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
         if not pending:
             return None

@@ -405,3 +405,25 @@ def test_a_test_without_its_call_report_is_never_passed() -> None:
     assert "worker 'gw0' crashed" in next(t.details for t in board.tests if t.nodeid == "t.py::crashed[b]")
     (board,) = collector.by_board(RunEnd(nothing_runs=True))  # --collect-only, --setup-only
     assert [t.nodeid for t in board.tests] == ["t.py::a[b]"]
+
+
+def test_a_crashed_test_counts_once_under_its_board() -> None:
+    """xdist's report for a test that crashed its worker carries no user properties: it is
+    the test's, under its board, not another test under "(no board)"."""
+    from pytest_boardfarm.results import ResultsCollector
+
+    collector = ResultsCollector()
+    collector.note_collected("t.py::crashed[b]", "b")
+    collector.note_collected("t.py::pair[b+c]", "b")
+    collector.note_collected("t.py::pair[b+c]", "c")
+    collector.pytest_runtest_logreport(report("t.py::crashed[b]", "setup"))
+    for nodeid in ("t.py::crashed[b]", "t.py::pair[b+c]"):  # as xdist's handle_crashitem makes it
+        crash = f"worker 'gw0' crashed while running {nodeid!r}"
+        rep = pytest.TestReport(nodeid, ("t.py", None, "t.py"), {}, "failed", crash, "???")  # type: ignore[arg-type]
+        collector.pytest_runtest_logreport(rep)
+    got = {(t.nodeid, t.board, t.outcome) for board in collector.by_board() for t in board.tests}
+    assert got == {
+        ("t.py::crashed[b]", "b", "error"),
+        ("t.py::pair[b+c]", "b", "error"),
+        ("t.py::pair[b+c]", "c", "error"),
+    }

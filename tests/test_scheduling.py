@@ -1,7 +1,7 @@
 """The xdist scheduler on its own: workers are fakes that record what they are sent,
 driven in the order xdist's DSession calls the scheduler (add_node when a worker is
-ready, add_node_collection then schedule() when it has collected, mark_test_complete
-after each test, remove_node when it finishes or crashes). The runs on emulated
+ready, add_node_collection when it has collected and schedule() once all have,
+mark_test_complete after each test, remove_node when it finishes or crashes). The runs on emulated
 boards are in test_plugin.py and test_faults.py."""
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
-
-import pytest
 
 from pytest_boardfarm.identity import TestBoard
 from pytest_boardfarm.scheduling import BoardScheduling
@@ -47,7 +45,10 @@ class FakeWorker:
 
 
 def make_scheduler(workers: int) -> BoardScheduling:
-    config = SimpleNamespace(getvalue=lambda name: [f"{workers}*popen"] if name == "tx" else None, option=None)
+    config = SimpleNamespace(
+        getvalue=lambda name: [f"{workers}*popen"] if name == "tx" else None,
+        option=SimpleNamespace(loadscopereorder=False),
+    )
 
     def collected_by(worker_id: str) -> dict[str, TestBoard]:
         return {nodeid: TestBoard(board=nodeid[-6:-1], test=nodeid.split("[")[0]) for nodeid in TESTS}
@@ -69,57 +70,51 @@ def complete(sched: BoardScheduling, worker: FakeWorker, count: int) -> None:
         sched.mark_test_complete(worker, TESTS.index(nodeid))
 
 
-def test_the_first_worker_to_collect_starts_while_the_others_are_still_collecting() -> None:
-    sched = make_scheduler(3)
-    gw0, gw1, gw2 = (FakeWorker(f"gw{n}") for n in range(3))
-    for worker in (gw0, gw1, gw2):
+def run_to_the_end(sched: BoardScheduling, *workers: FakeWorker) -> None:
+    while not sched.tests_finished:  # each worker reports one test at a time
+        for worker in workers:
+            if worker in sched.assigned_work:
+                complete(sched, worker, 1)
+
+
+def test_each_board_goes_whole_to_one_worker_in_order() -> None:
+    sched = make_scheduler(2)
+    gw0, gw1 = FakeWorker("gw0"), FakeWorker("gw1")
+    for worker in (gw0, gw1):
         sched.add_node(worker)
     collect(sched, gw0)
-    assert gw0.tests() == TESTS[:4] and not gw1.sent and not gw2.sent
-    complete(sched, gw0, 3)  # one test left: it keeps it (the others still collect)
-    assert gw0.tests() == TESTS[:4]
+    assert not gw0.sent  # xdist's rule: no test before every worker has collected
     collect(sched, gw1)
-    assert gw1.tests() == TESTS[4:8]  # its own board, not the rest of gw0's
-    collect(sched, gw2)
-    assert gw2.tests() == TESTS[8:]
-    complete(sched, gw0, 1)
-    assert gw0.shutdown_sent  # nothing left for it
+    run_to_the_end(sched, gw0, gw1)
+    assert sorted(gw0.tests() + gw1.tests()) == sorted(TESTS)
+    for board in BOARDS:
+        ran_by = [w for w in (gw0, gw1) if any(t.endswith(f"[{board}]") for t in w.tests())]
+        assert len(ran_by) == 1  # one worker per board
+        assert [t for t in ran_by[0].tests() if t.endswith(f"[{board}]")] == [
+            t for t in TESTS if t.endswith(f"[{board}]")
+        ]
 
 
-def test_a_crash_before_another_worker_has_collected_sends_that_worker_nothing() -> None:
-    """The race that made early start an INTERNALERROR: remove_node rescheduled every
-    worker, and one that had not collected yet had no collection to index the tests in."""
+def test_the_test_that_crashed_its_worker_is_not_run_again_and_its_board_goes_on() -> None:
+    """xdist's loadscope queues the crashed test again, and each replacement worker crashes
+    on it until the crash limit stops the run: the board's later tests never run."""
     sched = make_scheduler(2)
     gw0, gw1 = FakeWorker("gw0"), FakeWorker("gw1")
-    sched.add_node(gw0)
-    sched.add_node(gw1)
+    for worker in (gw0, gw1):
+        sched.add_node(worker)
     collect(sched, gw0)
+    collect(sched, gw1)
+    first_board = gw0.tests()[0][-6:-1]
     complete(sched, gw0, 1)
     crashed = sched.remove_node(gw0)  # gw0 dies in its second test
-    assert crashed == TESTS[1]
-    assert not gw1.sent  # not yet collected: no work sent
+    assert crashed == gw0.tests()[1]
     gw2 = FakeWorker("gw2")  # xdist's replacement
     sched.add_node(gw2)
-    collect(sched, gw1)
     collect(sched, gw2)
-    while not sched.tests_finished:  # both run their tests, one at a time each
-        complete(sched, gw1, 1)
-        complete(sched, gw2, 1)
-    sent = gw1.tests() + gw2.tests()
-    assert sorted(sent) == sorted(TESTS[2:])  # the crashed test does not run again; the rest all do
-    assert any(TESTS[2:4] == w.tests()[4:6] for w in (gw1, gw2))  # sim-1's last two, together, after a board
-
-
-def test_a_worker_that_collected_other_tests_gets_none_and_is_shut_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    reported: list[Any] = []
-    sched = make_scheduler(2)
-    monkeypatch.setattr(sched, "_report_different_collection", lambda node, collection: reported.append(node))
-    gw0, gw1 = FakeWorker("gw0"), FakeWorker("gw1")
-    sched.add_node(gw0)
-    sched.add_node(gw1)
-    collect(sched, gw0)
-    sched.add_node_collection(gw1, TESTS[:-1])
-    sched.schedule()
-    assert reported == [gw1] and gw1.shutdown_sent and not gw1.sent
-    complete(sched, gw0, 3)
-    assert gw0.tests() == TESTS[:8]  # gw1 is not waited for: gw0 takes the next board
+    run_to_the_end(sched, gw1, gw2)
+    rest = gw1.tests() + gw2.tests()
+    assert crashed not in rest
+    assert sorted(rest + gw0.tests()[:1] + [crashed]) == sorted(TESTS)
+    assert [t for t in TESTS if t.endswith(f"[{first_board}]")][2:] in (
+        [t for t in w.tests() if t.endswith(f"[{first_board}]")] for w in (gw1, gw2)
+    )
