@@ -73,7 +73,12 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
 
         A worker gone before its collection came (it ended in its collection, or crashed
         starting) is no longer counted: xdist would wait for that collection for ever, the
-        other workers idle. A replacement joins when it has collected, as in xdist."""
+        other workers idle. A replacement joins when it has collected, as in xdist.
+
+        A worker that ended its session normally with tests still sent to it (pytest.exit()
+        in its collection: pytest still sends the collection) crashed on none of them: they
+        go back to the others, or, with no other worker, to nobody (xdist asserts that such
+        a worker names no test, and stops with "no active workers" when work is left)."""
         if node not in self.registered_collections:
             self.assigned_work.pop(node)
             self.numnodes -= 1
@@ -84,11 +89,14 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
         if not pending:
             return None
-        crashed = pending[0]  # a worker runs its tests in order: the first not done is the one
+        finished = getattr(node, "workeroutput", None) is not None  # set by its "workerfinished" only
+        crashed = None if finished else pending[0]  # a worker runs its tests in order: the first not done
         for unit in workload.values():
             if crashed in unit:
                 unit[crashed] = True  # xdist reports it as crashed; it is done
         self.workqueue.update({scope: unit for scope, unit in workload.items() if not all(unit.values())})
+        if finished and not self.assigned_work:
+            self.workqueue.clear()  # nobody is left to run them (a crash would have a replacement)
         for other in self.assigned_work:
             self._reschedule(other)
         return crashed

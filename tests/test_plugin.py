@@ -215,6 +215,32 @@ def test_a_worker_that_ends_in_its_collection_is_not_waited_for(
     result.assert_outcomes(passed=15)
 
 
+@pytest.mark.parametrize("who", ["gw1", "every worker"])
+def test_a_worker_ended_by_pytest_exit_after_its_collection_is_no_crash(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, who: str
+) -> None:
+    """pytest.exit() in pytest_collection_modifyitems: pytest still sends the worker's collection,
+    so it is given boards, then ends normally without running them. They go to the other
+    worker; with none left the run ends, its tests never run (INTERNALERROR: xdist asserts
+    that a worker that finished crashed on no test)."""
+    pytester.makepyfile(test_where=WHERE_SUITE)
+    pytester.makeconftest(
+        "import os, pytest\n"
+        "def pytest_collection_modifyitems(items):\n"
+        f"    if {who!r} == 'every worker' or os.environ.get('PYTEST_XDIST_WORKER') == {who!r}:\n"
+        "        pytest.exit('no hardware here', returncode=0)\n"
+    )
+    monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--farm", str(five_boards(tmp_path)), "-n", "2", timeout=120
+    )
+    assert "INTERNALERROR" not in result.stdout.str(), result.stdout.str()[-3000:]
+    if who == "gw1":
+        result.assert_outcomes(passed=15)
+    else:
+        assert result.ret != pytest.ExitCode.INTERNAL_ERROR
+
+
 def test_tests_that_never_ran_after_a_worker_crash_fail_the_run(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
