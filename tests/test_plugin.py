@@ -244,13 +244,23 @@ def test_a_worker_ended_by_pytest_exit_after_its_collection_is_no_crash(
 def test_tests_that_never_ran_after_a_worker_crash_fail_the_run(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """gw1 crashes in its collection and xdist may not replace it: gw0 runs one board and the
-    run ends. The other boards' tests are errors in the table; the run must not exit 0."""
+    """gw1 crashes in its collection, once gw0 has sent its own, and xdist may not replace it:
+    gw0 runs one board and the run ends. The other boards' tests are errors in the table; the
+    run must not exit 0. (Had gw1 crashed first, xdist would drop gw0's collection: no tests ran.)"""
     pytester.makepyfile(test_where=WHERE_SUITE)
     pytester.makeconftest(
-        "import os\n"
+        "import os, time, pytest\n"
+        "MARK = os.path.join(os.environ['WHERE_LOG'] + '.gw0-collected')\n"
+        "@pytest.hookimpl(trylast=True)  # after xdist's own, which sends the collection\n"
+        "def pytest_collection_finish(session):\n"
+        "    if os.environ.get('PYTEST_XDIST_WORKER') == 'gw0':\n"
+        "        open(MARK, 'w').close()\n"
         "def pytest_collection(session):\n"
         "    if os.environ.get('PYTEST_XDIST_WORKER') == 'gw1':\n"
+        "        deadline = time.monotonic() + 60\n"
+        "        while not os.path.exists(MARK) and time.monotonic() < deadline:\n"
+        "            time.sleep(0.05)\n"
+        "        time.sleep(1)  # for the controller to take gw0's collection in\n"
         "        os._exit(3)\n"
     )
     monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
