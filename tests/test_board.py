@@ -167,6 +167,21 @@ def test_an_exception_whose_message_holds_the_end_byte_is_the_whole_traceback(mb
     assert mb.eval("2 + 2") == 4
 
 
+@pytest.mark.parametrize("printed", ["x\\n\\x04>y", "\\x04\\n\\x04>y", "\\x04\\r\\n\\x04>\\r\\n"])
+def test_output_holding_a_newline_or_0x04_before_the_prompt_is_output(mb: Board, printed: str) -> None:
+    """A reply is output, 0x04, nothing or an error, 0x04 '>': output holding a newline before
+    0x04 '>' ended a background program's reply (no 0x04 before it), and '\\x04\\n\\x04>' read
+    as an error '\\n' in exec (IndexError in stop); the program went on, the next exec failed."""
+    expected = printed.encode().decode("unicode_escape").replace("\r\n", "\n") + "END\n"
+    binary = f"from microbit import uart\nuart.write(b'{printed}')\n"
+    assert mb.exec(binary + "print('END')") == expected
+    assert mb.eval("1 + 1") == 2
+    mb.start(binary + "print('END')\nwhile True:pass")
+    mb.expect_exact("END", timeout=10)
+    assert mb.stop() == expected
+    assert mb.eval("2 + 2") == 4
+
+
 def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
     """Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program: an empty
     script (``boardfarm run`` of an empty file) waited for output that never came."""
