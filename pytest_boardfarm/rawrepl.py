@@ -70,6 +70,11 @@ def split_reply(body: bytes) -> tuple[bytes, bytes]:
     return body[:at], body[at + 1 :]
 
 
+def ends_whole_reply(reply: bytes) -> bool:
+    """``reply`` ends with the 0x04 '>' that ends a program's whole reply."""
+    return REPLY_END.search(reply, max(0, len(reply) - 3)) is not None and is_whole_reply(reply[:-2])
+
+
 def is_whole_reply(body: bytes) -> bool:
     """``body`` (a reply up to its last 0x04 '>', without them) is a program's whole reply:
     its output's 0x04, then nothing or an error as MicroPython prints one. Output holding
@@ -343,11 +348,15 @@ class RawRepl:
         stdout = self._read_until(CTRL_D, deadline, "the end of the program's output", running=True)[:-1]
         stderr = self._read_until(CTRL_D, deadline, "the end of the error output", running=True)[:-1]
         prompt = self._read_until(b">", deadline, "the raw prompt")
-        if prompt != b">" and SOFT_REBOOT in prompt:
-            self._rebooted_at_exit(prompt, stdout, deadline)
+        if prompt != b">" and SOFT_REBOOT in prompt:  # the reboot's banner, or output saying so
+            head = stdout + CTRL_D + stderr + CTRL_D
+            while not prompt.endswith(BANNER) and not ends_whole_reply(head + prompt):
+                prompt += self._read_until(b">", deadline, "the raw REPL banner after a soft reboot")
+            if prompt.endswith(BANNER):
+                self._rebooted_at_exit(prompt, stdout, deadline)
         if prompt != b">" or not (stderr == b"" or (stderr.endswith(b"\n") and ERROR_START.match(stderr))):
             reply = stdout + CTRL_D + stderr + CTRL_D + prompt  # a 0x04 in the output or error
-            while REPLY_END.search(reply, max(0, len(reply) - 3)) is None or not is_whole_reply(reply[:-2]):
+            while not ends_whole_reply(reply):
                 reply += self._read_until(CTRL_D + b">", deadline, "the end of the error output", running=True)
             stdout, stderr = split_reply(reply[:-2])
         return ExecResult(stdout, stderr)

@@ -182,6 +182,15 @@ def test_output_holding_a_newline_or_0x04_before_the_prompt_is_output(mb: Board,
     assert mb.eval("2 + 2") == 4
 
 
+def test_output_saying_soft_reboot_after_0x04s_is_output(mb: Board) -> None:
+    """A reply 0x04 0x04 then 'soft reboot' is how current firmware reboots at SystemExit:
+    output holding that, with no raw REPL banner after it, waited for the banner until the
+    deadline (BoardTimeout) instead of being the program's output."""
+    binary = "from microbit import uart\nuart.write(b'\\x04\\x04soft reboot\\r\\n')\n"
+    assert mb.exec(binary + "print('E')", timeout=5) == "\x04\x04soft reboot\nE\n"
+    assert mb.eval("1 + 1") == 2
+
+
 def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
     """Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program: an empty
     script (``boardfarm run`` of an empty file) waited for output that never came."""
