@@ -54,6 +54,8 @@ ERROR_TAIL = 64 << 10
 # exception's message holds one.
 REPLY_END = re.compile(rb"(?:\x04|\n)\x04>")
 TRACEBACK = b"Traceback (most recent call last):"
+# 0x04 and a traceback as MicroPython prints one: its first line, "  File ..." lines, the exception's name.
+TRACEBACK_SHAPE = re.compile(rb"\x04Traceback \(most recent call last\):\r?\n(?:  File [^\r\n]*\r?\n)*[A-Za-z_]\w*: ")
 # The error output starts with the traceback's first line, or (an exception that got no
 # traceback: the heap was full) with the exception's name and ': '.
 ERROR_START = re.compile(rb"Traceback \(most recent call last\):|[A-Za-z_][A-Za-z0-9_]*: ")
@@ -64,7 +66,9 @@ def split_reply(body: bytes) -> tuple[bytes, bytes]:
     output is empty (the body ends with the 0x04 after the output) or starts with the traceback."""
     if body.endswith(CTRL_D):
         return body[:-1], b""
-    at = body.rfind(CTRL_D + TRACEBACK)
+    # The first traceback line that starts a traceback's shape: output may print that line
+    # before it, and the exception's message may hold it after.
+    at = next((m.start() for m in TRACEBACK_SHAPE.finditer(body)), body.rfind(CTRL_D + TRACEBACK))
     if at < 0:  # an error without a traceback line: it cannot hold 0x04 as well
         at = body.rfind(CTRL_D)
     return body[:at], body[at + 1 :]

@@ -191,6 +191,20 @@ def test_output_saying_soft_reboot_after_0x04s_is_output(mb: Board) -> None:
     assert mb.eval("1 + 1") == 2
 
 
+def test_a_traceback_line_in_output_or_message_is_not_the_traceback(mb: Board) -> None:
+    """Output and error split at 0x04 and the traceback's first line: an exception message
+    holding that line (after a 0x04) was taken for the start of the error output, the real
+    traceback and the message's start given as the program's output."""
+    line = "\\x04Traceback (most recent call last):\\n"
+    with pytest.raises(DeviceError) as caught:
+        mb.exec(f"from microbit import uart\nuart.write(b'{line}')\nraise ValueError('{line}')")
+    assert caught.value.stdout == "\x04Traceback (most recent call last):\n"
+    assert caught.value.exc_name == "ValueError"
+    assert caught.value.traceback.startswith("Traceback (most recent call last):\n  File ")
+    assert caught.value.traceback.endswith("ValueError: \x04Traceback (most recent call last):\n\n")
+    assert mb.eval("1 + 1") == 2
+
+
 def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:
     """Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program: an empty
     script (``boardfarm run`` of an empty file) waited for output that never came."""
