@@ -249,10 +249,16 @@ def test_tests_that_never_ran_after_a_worker_crash_fail_the_run(
     """gw1 crashes in its collection and xdist may not replace it: gw0 runs one board and the
     run ends. The other boards' tests are errors in the table; the run must not exit 0."""
     pytester.makepyfile(test_where=WHERE_SUITE)
-    pytester.makeconftest(
-        "import os\n"
+    pytester.makeconftest(  # gw1 crashes once the controller has gw0's collection: xdist,
+        # stopping at the crash, would ignore a collection that came after it (no test run)
+        "import os, time\n"
+        "MARK = os.environ['WHERE_LOG'] + '.collected'\n"
+        "def pytest_xdist_node_collection_finished(node, ids):\n"
+        "    open(MARK, 'w').close()\n"
         "def pytest_collection(session):\n"
         "    if os.environ.get('PYTEST_XDIST_WORKER') == 'gw1':\n"
+        "        while not os.path.exists(MARK):\n"
+        "            time.sleep(0.05)\n"
         "        os._exit(3)\n"
     )
     monkeypatch.setenv("WHERE_LOG", str(tmp_path / "where.log"))
