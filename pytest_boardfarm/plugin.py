@@ -29,6 +29,7 @@ from .farmfile import ENV_VAR, find_farm_file
 from .inventory import Farm, FarmConfigError, UnknownBoard, load_farm, seconds, seconds_argument, seconds_rule
 from .multiboard import boards  # noqa: F401  (the 'boards' fixture, registered with this plugin)
 from .pool import FarmBoard
+from .results import WORKER_EXIT
 from .selection import Filters, command_line_problem, selected_boards
 from .session import FARM_KEY, SESSION_KEY, FarmSession
 from .settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOG_DIR, DEFAULT_RESET, RESET_MODES, add_ini_options
@@ -226,6 +227,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _stop_cleanly_on_sigterm(config)
     _worker_stops_when_told(config)
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(_WorkerExit(config), "boardfarm-worker-exit")
     session = FarmSession(config, farm, command_line_filters(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "boardfarm-session")
@@ -283,6 +286,18 @@ def _worker_stops_when_told(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     config.add_cleanup(restore)
+
+
+class _WorkerExit:
+    """A worker ended by pytest.exit() (in its collection, say) tells the controller why,
+    which otherwise sees a worker that finished normally with its tests never run."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if isinstance(excinfo.value, pytest.exit.Exception):
+            self.config.workeroutput[WORKER_EXIT] = str(excinfo.value.msg)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

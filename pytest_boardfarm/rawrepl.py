@@ -54,6 +54,11 @@ ERROR_TAIL = 64 << 10
 # exception's message holds one.
 REPLY_END = re.compile(rb"(?:\x04|\n)\x04>")
 TRACEBACK = b"Traceback (most recent call last):"
+# 0x04 and a traceback as MicroPython prints one: its first line, "  File ..." lines, the exception's name.
+TRACEBACK_SHAPE = re.compile(rb"\x04Traceback \(most recent call last\):\r?\n(?:  File [^\r\n]*\r?\n)*[A-Za-z_]\w*: ")
+# The error output starts with the traceback's first line, or (an exception that got no
+# traceback: the heap was full) with the exception's name and ': '.
+ERROR_START = re.compile(rb"Traceback \(most recent call last\):|[A-Za-z_][A-Za-z0-9_]*: ")
 
 
 def split_reply(body: bytes) -> tuple[bytes, bytes]:
@@ -61,10 +66,28 @@ def split_reply(body: bytes) -> tuple[bytes, bytes]:
     output is empty (the body ends with the 0x04 after the output) or starts with the traceback."""
     if body.endswith(CTRL_D):
         return body[:-1], b""
-    at = body.rfind(CTRL_D + TRACEBACK)
+    # The first traceback line that starts a traceback's shape: output may print that line
+    # before it, and the exception's message may hold it after.
+    at = next((m.start() for m in TRACEBACK_SHAPE.finditer(body)), body.rfind(CTRL_D + TRACEBACK))
     if at < 0:  # an error without a traceback line: it cannot hold 0x04 as well
         at = body.rfind(CTRL_D)
     return body[:at], body[at + 1 :]
+
+
+def ends_whole_reply(reply: bytes) -> bool:
+    """``reply`` ends with the 0x04 '>' that ends a program's whole reply."""
+    return REPLY_END.search(reply, max(0, len(reply) - 3)) is not None and is_whole_reply(reply[:-2])
+
+
+def is_whole_reply(body: bytes) -> bool:
+    """``body`` (a reply up to its last 0x04 '>', without them) is a program's whole reply:
+    its output's 0x04, then nothing or an error as MicroPython prints one. Output holding
+    0x04 then a newline or 0x04 before a 0x04 '>' does not end the reply."""
+    if CTRL_D not in body:
+        return False
+    if body.endswith(CTRL_D):
+        return True
+    return ERROR_START.match(split_reply(body)[1]) is not None
 
 
 STOP_POLL_SECONDS = 0.1  # how soon a wait sees that its command was stopped (RawRepl.stopping)
@@ -329,11 +352,15 @@ class RawRepl:
         stdout = self._read_until(CTRL_D, deadline, "the end of the program's output", running=True)[:-1]
         stderr = self._read_until(CTRL_D, deadline, "the end of the error output", running=True)[:-1]
         prompt = self._read_until(b">", deadline, "the raw prompt")
-        if prompt != b">" and SOFT_REBOOT in prompt:
-            self._rebooted_at_exit(prompt, stdout, deadline)
-        if prompt != b">" or not (stderr == b"" or stderr.endswith(b"\n")):  # a 0x04 in the output or error
-            reply = stdout + CTRL_D + stderr + CTRL_D + prompt
-            while REPLY_END.search(reply, max(0, len(reply) - 3)) is None:
+        if prompt != b">" and SOFT_REBOOT in prompt:  # the reboot's banner, or output saying so
+            head = stdout + CTRL_D + stderr + CTRL_D
+            while not prompt.endswith(BANNER) and not ends_whole_reply(head + prompt):
+                prompt += self._read_until(b">", deadline, "the raw REPL banner after a soft reboot")
+            if prompt.endswith(BANNER):
+                self._rebooted_at_exit(prompt, stdout, deadline)
+        if prompt != b">" or not (stderr == b"" or (stderr.endswith(b"\n") and ERROR_START.match(stderr))):
+            reply = stdout + CTRL_D + stderr + CTRL_D + prompt  # a 0x04 in the output or error
+            while not ends_whole_reply(reply):
                 reply += self._read_until(CTRL_D + b">", deadline, "the end of the error output", running=True)
             stdout, stderr = split_reply(reply[:-2])
         return ExecResult(stdout, stderr)
@@ -530,7 +557,7 @@ class RawRepl:
         """End the background program (Ctrl-C unless it ended by itself) and return to the
         idle prompt. Its output stays in the console; the reply's framing is taken out."""
         self._collect_stray()
-        if self.console.find_from(self._program_from, REPLY_END) is not None:
+        if self._reply_end() is not None:
             interrupt = False  # it has ended: a Ctrl-C now could only land on the next program
         nudge = deadline.sooner(NUDGE_SECONDS)
         if interrupt:
@@ -542,12 +569,11 @@ class RawRepl:
                 self._transport.write(b"\r" + CTRL_C)
                 nudge = deadline.sooner(NUDGE_SECONDS)
             self._to_console()
-            found = self.console.find_from(self._program_from, REPLY_END)
+            found = self._reply_end()
             if found is not None:
-                base, end = found
-                body_end = base + end.end() - 2  # before the last 0x04 and the prompt
+                body_end = found - 2  # before the last 0x04 and the prompt
                 stdout, stderr = split_reply(self.console.between(self._program_from, body_end))
-                self.console.cut(body_end - len(stderr) - 1, base + end.end())  # the framing and the error
+                self.console.cut(body_end - len(stderr) - 1, found)  # the framing and the error
                 self.state = State.IDLE
                 return ExecResult(stdout, stderr)
             if REBOOTED in self.console.between(self._program_from, self.console.end):
@@ -561,6 +587,16 @@ class RawRepl:
                     self.console.tail(ERROR_TAIL),
                 )
             self._fill(min(nudge.remaining(), deadline.remaining()) if interrupt else deadline.remaining())
+
+    def _reply_end(self) -> int | None:
+        """Where the background program's whole reply ends in the console (absolute), if it has."""
+        at = self._program_from
+        while (found := self.console.find_from(at, REPLY_END)) is not None:
+            base, end = found
+            if is_whole_reply(self.console.between(self._program_from, base + end.end() - 2)):
+                return base + end.end()
+            at = base + end.start() + 1
+        return None
 
     def write(self, data: bytes) -> None:
         """Bytes for whatever reads the board's input now (a program, the friendly REPL)."""

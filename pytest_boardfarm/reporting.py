@@ -18,7 +18,7 @@ import pytest
 
 from . import settings
 from .identity import TestBoard, guess_board, identify_all
-from .results import BoardResults, ResultsCollector, RunEnd
+from .results import WORKER_EXIT, BoardResults, ResultsCollector, RunEnd
 
 # --collect-only, --setup-only, --setup-plan, --fixtures, --fixtures-per-test: no test is meant to run
 _NOTHING_RUNS = ("collectonly", "setuponly", "setupplan", "showfixtures", "show_fixtures_per_test")
@@ -50,6 +50,7 @@ class FarmReporter(ResultsCollector):
         self._collected_from_workers = False
         self._session: pytest.Session | None = None
         self._interrupt: BaseException | None = None
+        self._worker_exit: str | None = None  # a worker's pytest.exit(): why its tests never ran
         self._written = False
 
     # -- what was collected (so tests that never report still appear) ----------
@@ -91,6 +92,12 @@ class FarmReporter(ResultsCollector):
             # in a test before it kills them, and whoever stopped us may SIGKILL us first.
             self._write_junit(self.by_board(self.run_end()))
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        message = (getattr(node, "workeroutput", None) or {}).get(WORKER_EXIT)
+        if message is not None and self._worker_exit is None:
+            self._worker_exit = f"pytest.exit() on {node.gateway.id}: {message}"
+
     def run_end(self) -> RunEnd:
         """What to say of the tests the run cut off, and whether any test was meant to run."""
         option = self.config.option
@@ -100,6 +107,8 @@ class FarmReporter(ResultsCollector):
         reasons = [str(r) for r in (session.shouldfail, session.shouldstop) if r] if session else []
         if self._interrupt is not None:
             reasons.append(str(self._interrupt))
+        if self._worker_exit is not None:
+            reasons.append(self._worker_exit)
         maxfail = next((m for m in map(_MAXFAIL.search, reasons) if m), None)
         if maxfail:
             return RunEnd.stopped(f"the run stopped after {maxfail.group(1)} failures (-x/--maxfail)")

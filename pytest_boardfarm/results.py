@@ -22,6 +22,8 @@ INFO_PROPERTY = "boardfarm.info"
 BOARDS_PROPERTY = "boardfarm.boards"
 BOARDS_INFO_PROPERTY = "boardfarm.boards.info"
 NO_BOARD = "(no board)"
+# In an xdist worker's output to the controller: the message of the pytest.exit() that ended it.
+WORKER_EXIT = "boardfarm.exit"
 SERIAL_SECTION = "serial log"
 
 

@@ -43,6 +43,19 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         self.boards_of: dict[str, tuple[str, ...]] = {}  # test id -> its boards (none, one, or several)
         self.scope_boards: dict[str, tuple[str, ...]] = {}
         self._group_of: dict[str, tuple[str, ...]] | None = None
+        self._replacing = 0  # workers that crashed before collecting: xdist starts one in each's place
+
+    def add_node(self, node: Any) -> None:
+        super().add_node(node)
+        if self._replacing:  # a crashed worker's replacement: its collection is awaited in its place
+            self._replacing -= 1
+            self.numnodes += 1
+
+    @property
+    def tests_finished(self) -> bool:
+        """Not while the only workers left crashed before collecting: their replacements
+        are coming (at xdist's crash limit, xdist ends the run itself)."""
+        return not (self._replacing and self.collection is None) and bool(super().tests_finished)
 
     def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
         found = self.collected_by(node.gateway.id)
@@ -73,7 +86,7 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
 
         A worker gone before its collection came (it ended in its collection, or crashed
         starting) is no longer counted: xdist would wait for that collection for ever, the
-        other workers idle. A replacement joins when it has collected, as in xdist.
+        other workers idle. A crashed one's replacement counts in its place, as in xdist.
 
         A worker that ended its session normally with tests still sent to it (pytest.exit()
         in its collection: pytest still sends the collection) crashed on none of them: they
@@ -82,6 +95,8 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         if node not in self.registered_collections:
             self.assigned_work.pop(node)
             self.numnodes -= 1
+            if getattr(node, "workeroutput", None) is None:  # it crashed (a finished one sent its output)
+                self._replacing += 1
             if self.collection is None and self.registered_collections and self.collection_is_completed:
                 self.schedule()
             return None

@@ -160,11 +160,49 @@ def test_an_exception_whose_message_holds_the_end_byte_is_the_whole_traceback(mb
         assert caught.value.traceback.endswith(f"ValueError: {message.replace(chr(92) + 'x04', chr(4))}\n")
         assert mb.eval("1 + 1") == 2
     mb.start(f"print('out')\nraise ValueError('{message}')")
-    mb.expect_exact("out", timeout=10)
+    mb.expect_exact("ValueError", timeout=10)  # raised: stop's Ctrl-C must not land before it
     with pytest.raises(DeviceError) as caught:
         mb.stop()
     assert caught.value.traceback.endswith(f"ValueError: {message.replace(chr(92) + 'x04', chr(4))}\n")
     assert mb.eval("2 + 2") == 4
+
+
+@pytest.mark.parametrize("printed", ["x\\n\\x04>y", "\\x04\\n\\x04>y", "\\x04\\r\\n\\x04>\\r\\n"])
+def test_output_holding_a_newline_or_0x04_before_the_prompt_is_output(mb: Board, printed: str) -> None:
+    """A reply is output, 0x04, nothing or an error, 0x04 '>': output holding a newline before
+    0x04 '>' ended a background program's reply (no 0x04 before it), and '\\x04\\n\\x04>' read
+    as an error '\\n' in exec (IndexError in stop); the program went on, the next exec failed."""
+    expected = printed.encode().decode("unicode_escape").replace("\r\n", "\n") + "END\n"
+    binary = f"from microbit import uart\nuart.write(b'{printed}')\n"
+    assert mb.exec(binary + "print('END')") == expected
+    assert mb.eval("1 + 1") == 2
+    mb.start(binary + "print('END')\nwhile True:pass")
+    mb.expect_exact("END", timeout=10)
+    assert mb.stop() == expected
+    assert mb.eval("2 + 2") == 4
+
+
+def test_output_saying_soft_reboot_after_0x04s_is_output(mb: Board) -> None:
+    """A reply 0x04 0x04 then 'soft reboot' is how current firmware reboots at SystemExit:
+    output holding that, with no raw REPL banner after it, waited for the banner until the
+    deadline (BoardTimeout) instead of being the program's output."""
+    binary = "from microbit import uart\nuart.write(b'\\x04\\x04soft reboot\\r\\n')\n"
+    assert mb.exec(binary + "print('E')", timeout=5) == "\x04\x04soft reboot\nE\n"
+    assert mb.eval("1 + 1") == 2
+
+
+def test_a_traceback_line_in_output_or_message_is_not_the_traceback(mb: Board) -> None:
+    """Output and error split at 0x04 and the traceback's first line: an exception message
+    holding that line (after a 0x04) was taken for the start of the error output, the real
+    traceback and the message's start given as the program's output."""
+    line = "\\x04Traceback (most recent call last):\\n"
+    with pytest.raises(DeviceError) as caught:
+        mb.exec(f"from microbit import uart\nuart.write(b'{line}')\nraise ValueError('{line}')")
+    assert caught.value.stdout == "\x04Traceback (most recent call last):\n"
+    assert caught.value.exc_name == "ValueError"
+    assert caught.value.traceback.startswith("Traceback (most recent call last):\n  File ")
+    assert caught.value.traceback.endswith("ValueError: \x04Traceback (most recent call last):\n\n")
+    assert mb.eval("1 + 1") == 2
 
 
 def test_empty_source_runs_nothing(mb: Board, tmp_path: Path) -> None:

@@ -118,3 +118,32 @@ def test_the_test_that_crashed_its_worker_is_not_run_again_and_its_board_goes_on
     assert [t for t in TESTS if t.endswith(f"[{first_board}]")][2:] in (
         [t for t in w.tests() if t.endswith(f"[{first_board}]")] for w in (gw1, gw2)
     )
+
+
+def test_a_worker_that_crashed_before_collecting_is_replaced_not_dropped() -> None:
+    """-n 1, its worker crashing in its collection: xdist starts a replacement, but the run
+    ended at once ("no tests ran", nothing run): the crashed worker was no longer counted, so
+    a collection from no worker was complete, and with nothing in it the tests were finished."""
+    sched = make_scheduler(1)
+    gw0 = FakeWorker("gw0")
+    sched.add_node(gw0)
+    assert sched.remove_node(gw0) is None
+    assert not sched.tests_finished
+    gw1 = FakeWorker("gw1")  # xdist's replacement
+    sched.add_node(gw1)
+    collect(sched, gw1)
+    run_to_the_end(sched, gw1)
+    assert sorted(gw1.tests()) == sorted(TESTS)
+
+
+def test_a_worker_that_ended_before_collecting_is_not_waited_for() -> None:
+    """pytest.exit() in its collection: it finished (its workeroutput came), nobody replaces it."""
+    sched = make_scheduler(2)
+    gw0, gw1 = FakeWorker("gw0"), FakeWorker("gw1")
+    for worker in (gw0, gw1):
+        sched.add_node(worker)
+    gw1.workeroutput = {"exitstatus": 0}  # type: ignore[attr-defined]
+    assert sched.remove_node(gw1) is None
+    collect(sched, gw0)
+    run_to_the_end(sched, gw0)
+    assert sorted(gw0.tests()) == sorted(TESTS)
