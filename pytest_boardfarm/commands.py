@@ -12,12 +12,14 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from string import Formatter
 from typing import IO
 
-from .errors import BoardError
+from .errors import BoardError, Stopped
 
 FIELDS = ("name", "port", "serial_number", "platform")  # what a reset command may use
 FLASH_FIELDS = (*FIELDS, "image")  # a flash command also gets the firmware image's path
@@ -71,14 +73,20 @@ def render(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
     return [arg.format_map(values) for arg in template]
 
 
-def run(template: Sequence[str], values: Mapping[str, str], timeout: float) -> CommandResult:
+STOP_POLL_SECONDS = 0.1  # how soon a command sees that the run was stopped
+
+
+def run(
+    template: Sequence[str], values: Mapping[str, str], timeout: float, stopping: threading.Event | None = None
+) -> CommandResult:
     """Run a farm command to its end or its deadline.
 
     Its output goes to a file, not a pipe: memory stays bounded whatever it prints,
     and a helper it leaves in the background (holding the output open) does not make
     a finished command look hung. It gets no input (never the run's terminal), runs
     in a process group of its own, and that group is killed if it overruns or the
-    run is stopped meanwhile, so nothing it started outlives the run.
+    run is stopped meanwhile, so nothing it started outlives the run. A signal reaches only
+    the main thread: a command run in another thread ends when ``stopping`` is set.
     """
     argv = render(template, values)
     with tempfile.TemporaryFile() as out:
@@ -91,17 +99,32 @@ def run(template: Sequence[str], values: Mapping[str, str], timeout: float) -> C
         except OSError as exc:  # not executable, a directory, too many processes...
             raise CommandError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
         try:
-            returncode = proc.wait(timeout)
+            returncode = _wait(proc, timeout, stopping)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise CommandError(f"{argv} did not finish within {timeout:g}s") from None
-        except BaseException:  # Ctrl-C, SIGTERM, the test's time limit
+        except BaseException:  # Ctrl-C, SIGTERM, the test's time limit, a stop
             _kill_group(proc)
             raise
         output = _tail(out)
     if returncode != 0:
         raise CommandError(f"{argv} exited with {returncode}: {output[-500:]}")
     return CommandResult(argv, returncode, output)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float, stopping: threading.Event | None) -> int:
+    if stopping is None:
+        return proc.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        if stopping.is_set():
+            raise Stopped(f"{proc.args!r} stopped: the command was stopped")
+        remaining = deadline - time.monotonic()
+        try:
+            return proc.wait(max(0.0, min(remaining, STOP_POLL_SECONDS)))
+        except subprocess.TimeoutExpired:
+            if remaining <= STOP_POLL_SECONDS:
+                raise
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -178,7 +178,7 @@ class _CommandTarget:
         with contextlib.suppress(BoardUnavailable):
             self.url = _port_for(self.spec)
         values = {**_command_values(self.spec, self.url), "image": str(image)}
-        commands.run(self.spec.flash, values, FLASH_SECONDS)
+        commands.run(self.spec.flash, values, FLASH_SECONDS, self.pool.stopping)
         self.url = _port_for(self.spec, FLASH_PORT_SECONDS)  # USB boards re-enumerate after a flash
 
     def connect(self) -> FarmBoard:
@@ -256,8 +256,12 @@ class BoardPool:
         # killed when that thread ends (PR_SET_PDEATHSIG follows the thread, not the process).
         self._workers = self._workers or ThreadPoolExecutor(max_workers=64, thread_name_prefix="boardfarm-prepare")
         workers = [self._workers.submit(one, name) for name in todo]
-        for work in workers:
-            work.result()
+        try:
+            for work in workers:
+                work.result()
+        except BaseException:  # Ctrl-C or SIGTERM, which only this thread gets: the others stop
+            self.stopping.set()
+            raise
 
     def acquire(self, name: str) -> Allocated:
         """The prepared board, or BoardUnavailable with the reason (remembered)."""
@@ -486,7 +490,7 @@ class BoardPool:
         spec = held.spec
 
         def hard_reset_command() -> str:
-            result = commands.run(spec.reset, _command_values(spec, held.url), HARD_RESET_SECONDS)
+            result = commands.run(spec.reset, _command_values(spec, held.url), HARD_RESET_SECONDS, self.stopping)
             return f"ran {' '.join(result.argv)}"
 
         def pulse_rts() -> str:
@@ -534,7 +538,7 @@ class BoardPool:
         spec = held.spec
 
         def run_command() -> None:
-            commands.run(spec.reset, _command_values(spec, held.url), HARD_RESET_SECONDS)
+            commands.run(spec.reset, _command_values(spec, held.url), HARD_RESET_SECONDS, self.stopping)
 
         def reset_emulator() -> None:
             assert held.emulator is not None

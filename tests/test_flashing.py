@@ -4,8 +4,11 @@ skipped, verified and rolled back on emulated boards (pytest in a subprocess).""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -425,6 +428,48 @@ def test_a_flasher_that_hangs_is_stopped(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(BoardUnavailable, match=r"did not finish within 0.5s.*unknown firmware \(no fallback image\)"):
         pool.acquire("lab-1")
     assert time.monotonic() - started < 10
+
+
+FLASHER = """
+import os, sys, time
+with open(sys.argv[1], "w") as f:
+    f.write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"])
+def test_boardfarm_flash_stops_its_flasher_at_once_on_a_signal(tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    """The flasher runs in a session of its own, waited for in a board's thread: Ctrl-C (or a
+    cancelled CI job's SIGTERM) reached only the main thread, and the command waited for the
+    flasher to end or reach its deadline (minutes)."""
+    script, pidfile = tmp_path / "flasher.py", tmp_path / "flasher.pid"
+    script.write_text(FLASHER)
+    farm = command_farm(tmp_path, f"[{sys.executable}, {script}, {pidfile}, '{{image}}']", False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_boardfarm.cli", "flash", "--farm", str(farm)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not pidfile.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        flasher = int(pidfile.read_text())
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)  # far less than the flasher's 120 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, out + err
+    for _ in range(100):  # its group was killed: gone once its parent has reaped it
+        if not os.path.exists(f"/proc/{flasher}"):
+            break
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{flasher}")
 
 
 def test_boardfarm_flash_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
