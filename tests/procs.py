@@ -1,4 +1,5 @@
 """Which emulators did *this* test start? Other work may run emulators on the same machine.
+(And: stopping a command with a signal once it is busy.)
 
 A test marks the environment of what it starts with a fresh token; QEMU and the
 Node bridge inherit the environment, so their processes are found by the token
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 MARK = "BOARDFARM_TEST_RUN"
 # What the command line of an emulator process holds, one per emulated board type.
@@ -60,3 +63,22 @@ def assert_no_emulators(mark: str) -> None:
             return
         time.sleep(0.1)
     assert not marked_qemu_pids(mark), "an emulator was left behind"
+
+
+def signal_when(
+    proc: subprocess.Popen[str], ready: Callable[[], bool], sig: signal.Signals, settle: float = 0.0, wait: float = 30.0
+) -> tuple[str, str]:
+    """Once ``ready()`` (within ``wait`` s, the process still running), and ``settle`` s more,
+    send ``sig`` and return the process's output: it gets 20 s to stop, else it is killed."""
+    try:
+        deadline = time.monotonic() + wait
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(settle)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -24,6 +24,7 @@ from pytest_boardfarm.emulators import start_many
 from pytest_boardfarm.inventory import parse_farm
 from pytest_boardfarm.locks import BoardLock
 
+from .procs import signal_when
 from .ptyrelay import PtyRelay
 
 BOARDFARM = [sys.executable, "-m", "pytest_boardfarm.cli"]
@@ -574,18 +575,8 @@ def test_ctrl_c_during_exec_on_several_boards_stops_them_at_once_and_frees_them(
         text=True,
     )
     locks = [BoardLock(tmp_path / "locks", board.url) for board in boards]
-    try:
-        deadline = time.monotonic() + WAIT
-        while any(lock.is_free() for lock in locks):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        time.sleep(0.5)  # in the program (or still bringing a board up: either must stop)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)  # far less than the program's 300 s
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # 0.5 s after both are locked: in the program (or still bringing a board up: either must stop)
+    out, err = signal_when(proc, lambda: not any(lock.is_free() for lock in locks), sig, settle=0.5, wait=WAIT)
     assert (proc.returncode, err) == (code, "boardfarm: interrupted\n"), out + err
     assert all(lock.is_free() for lock in locks)
     done = boardfarm("eval", "--farm", str(farm), "--board", "mb-1", "--board", "mb-2", "1 + 1")

@@ -23,7 +23,7 @@ from pytest_boardfarm.emulator import FIRMWARE, MicrobitEmulator, check_installe
 from pytest_boardfarm.inventory import FarmConfigError, load_farm, parse_farm
 from pytest_boardfarm.pool import BoardPool, BoardUnavailable
 
-from .procs import assert_no_emulators, marked
+from .procs import assert_no_emulators, marked, signal_when
 from .ptyrelay import PtyRelay
 from .test_plugin import outcomes, run
 
@@ -452,19 +452,9 @@ def test_boardfarm_flash_stops_its_flasher_at_once_on_a_signal(tmp_path: Path, s
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while not pidfile.exists() or not pidfile.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        flasher = int(pidfile.read_text())
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)  # far less than the flasher's 120 s
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == code, out + err
+    out, err = signal_when(proc, lambda: pidfile.exists() and pidfile.read_text() != "", sig)  # in the flasher
+    assert proc.returncode == code, out + err  # within 20 s: far less than the flasher's 120 s
+    flasher = int(pidfile.read_text())
     for _ in range(100):  # its group was killed: gone once its parent has reaped it
         if not os.path.exists(f"/proc/{flasher}"):
             break
