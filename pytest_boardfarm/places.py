@@ -84,6 +84,11 @@ def labgrid_installed() -> bool:
 
 
 def _labgrid_client() -> Any:
+    # gRPC's fork handlers (on unless turned off before gRPC loads) run in every child this
+    # process forks while its channel threads are busy, such as an emulator started with its
+    # parent-death signal: seen leaving the child dead before its exec ("epoll_wait error: Bad
+    # file descriptor"). The children exec at once and never use gRPC: no handlers needed.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     try:
         return importlib.import_module("labgrid.remote.client")
     except ImportError as exc:
