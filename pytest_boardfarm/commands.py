@@ -13,12 +13,12 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from string import Formatter
 from typing import IO
 
+from .deadline import Deadline
 from .errors import BoardError, Stopped
 
 FIELDS = ("name", "port", "serial_number", "platform")  # what a reset command may use
@@ -115,15 +115,14 @@ def run(
 def _wait(proc: subprocess.Popen[bytes], timeout: float, stopping: threading.Event | None) -> int:
     if stopping is None:
         return proc.wait(timeout)
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     while True:
         if stopping.is_set():
             raise Stopped(f"{proc.args!r} stopped: the command was stopped")
-        remaining = deadline - time.monotonic()
         try:
-            return proc.wait(max(0.0, min(remaining, STOP_POLL_SECONDS)))
+            return proc.wait(deadline.sooner(STOP_POLL_SECONDS).remaining())
         except subprocess.TimeoutExpired:
-            if remaining <= STOP_POLL_SECONDS:
+            if deadline.expired():
                 raise
 
 
