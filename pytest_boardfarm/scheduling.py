@@ -92,10 +92,11 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         in its collection: pytest still sends the collection) crashed on none of them: they
         go back to the others, or, with no other worker, to nobody (xdist asserts that such
         a worker names no test, and stops with "no active workers" when work is left)."""
+        finished = getattr(node, "workeroutput", None) is not None  # sent by "workerfinished" only: no crash
         if node not in self.registered_collections:
             self.assigned_work.pop(node)
             self.numnodes -= 1
-            if getattr(node, "workeroutput", None) is None:  # it crashed (a finished one sent its output)
+            if not finished:
                 self._replacing += 1
             if self.collection is None and self.registered_collections and self.collection_is_completed:
                 self.schedule()
@@ -104,7 +105,6 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
         if not pending:
             return None
-        finished = getattr(node, "workeroutput", None) is not None  # set by its "workerfinished" only
         crashed = None if finished else pending[0]  # a worker runs its tests in order: the first not done
         for unit in workload.values():
             if crashed in unit:
