@@ -55,10 +55,10 @@ ERROR_TAIL = 64 << 10
 REPLY_END = re.compile(rb"(?:\x04|\n)\x04>")
 TRACEBACK = b"Traceback (most recent call last):"
 # 0x04 and a traceback as MicroPython prints one: its first line, "  File ..." lines, the exception's name.
-TRACEBACK_SHAPE = re.compile(rb"\x04Traceback \(most recent call last\):\r?\n(?:  File [^\r\n]*\r?\n)*[A-Za-z_]\w*: ")
+TRACEBACK_SHAPE = re.compile(rb"\x04" + re.escape(TRACEBACK) + rb"\r?\n(?:  File [^\r\n]*\r?\n)*[A-Za-z_]\w*: ")
 # The error output starts with the traceback's first line, or (an exception that got no
 # traceback: the heap was full) with the exception's name and ': '.
-ERROR_START = re.compile(rb"Traceback \(most recent call last\):|[A-Za-z_][A-Za-z0-9_]*: ")
+ERROR_START = re.compile(re.escape(TRACEBACK) + rb"|[A-Za-z_]\w*: ")
 
 
 def split_reply(body: bytes) -> tuple[bytes, bytes]:
