@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 MARK = "BOARDFARM_TEST_RUN"
 # What the command line of an emulator process holds, one per emulated board type.
-EMULATOR_COMMANDS = (b"qemu-system-arm", b"mpwasm_bridge.mjs")
+EMULATOR_COMMANDS = (b"qemu-system-arm", b"mpwasm_bridge.mjs", b"unixport_bridge.py", b"micropython_run")
 
 
 def marked_qemu_pids(mark: str, commands: tuple[bytes, ...] = EMULATOR_COMMANDS) -> set[int]:

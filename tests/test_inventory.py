@@ -65,7 +65,7 @@ boards:
         ("boards:\n  - name: 7\n    port: p\n", "farm.yaml:2: boards[0].name: expected a string, got int 7"),
         (
             "boards:\n  - name: x\n    emulator: qemu\n",
-            "boards[0].emulator: unknown emulator 'qemu'; known: microbit, webassembly",
+            "boards[0].emulator: unknown emulator 'qemu'; known: microbit, unix, webassembly",
         ),
         ("boards:\n  - name: x\n    emulator: microbit\n    port: p\n", "an emulated board has no 'port'"),
         ("boards: {}\n", "farm.yaml:1: boards: expected a list of boards, got a mapping"),

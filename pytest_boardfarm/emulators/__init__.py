@@ -10,11 +10,13 @@ from ..deadline import Deadline
 from ..errors import BoardError
 from .base import EmulatedBoard, EmulatorError, free_port
 from .microbit import MicrobitEmulator
+from .unixport import UnixPortBoard
 from .webassembly import WebAssemblyBoard
 
 EMULATORS: dict[str, type[EmulatedBoard]] = {
     MicrobitEmulator.name: MicrobitEmulator,
     WebAssemblyBoard.name: WebAssemblyBoard,
+    UnixPortBoard.name: UnixPortBoard,
 }
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "EmulatedBoard",
     "EmulatorError",
     "MicrobitEmulator",
+    "UnixPortBoard",
     "WebAssemblyBoard",
     "free_port",
     "start_many",

