@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,38 @@ class Run:
     collect_wait: float  # wall: the first worker's conftest import to the first test anywhere
     shutdown: float  # wall: the last test's end to the run's exit
     rss_mb: float  # median worker
+    idle: tuple[float, float, float]  # idle core-seconds: before the first test, during the tests, after the last
+
+
+class BusySampler:
+    """The machine's busy CPU (/proc/stat) every ``period`` s, on a thread: where the cores sat idle."""
+
+    def __init__(self, period: float = 0.05) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period,), daemon=True)
+
+    def _run(self, period: float) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), machine_busy()))
+            self._stop.wait(period)
+
+    def __enter__(self) -> BusySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.time(), machine_busy()))
+
+    def idle(self, start: float, end: float, cores: int) -> float:
+        """Core-seconds nobody used between ``start`` and ``end`` (to the sampling period)."""
+        inside = [(t, b) for t, b in self.samples if start <= t <= end]
+        if len(inside) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = inside[0], inside[-1]
+        return max(0.0, cores * (t1 - t0) - (b1 - b0))
 
 
 def children_cpu() -> float:
@@ -152,7 +185,8 @@ def run(boards: int, tests: int, workers: str, workdir: Path, all_plugins: bool)
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         cmd += ["-p", "xdist", "-p", "pytest_boardfarm.plugin"]
     cpu0, busy0, start = children_cpu(), machine_busy(), time.time()
-    result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=1800)
+    with BusySampler() as sampler:
+        result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=1800)
     end = time.time()
     cpu = children_cpu() - cpu0
     others = machine_busy() - busy0 - cpu
@@ -166,6 +200,7 @@ def run(boards: int, tests: int, workers: str, workdir: Path, all_plugins: bool)
         done = r["tests"]
         return (done[-1][0] - done[0][0]) / (len(done) - 1) if len(done) > 1 else float("nan")
 
+    cores = os.cpu_count() or 1
     first_test_anywhere = min(r["marks"]["first_test_start"][1] for r in workers_)
     last_test = max(r["tests"][-1][1] for r in workers_)
     ctl = controller["tests"]
@@ -189,6 +224,11 @@ def run(boards: int, tests: int, workers: str, workdir: Path, all_plugins: bool)
         collect_wait=first_test_anywhere - min(r["marks"]["imports"][1] for r in workers_),
         shutdown=end - last_test,
         rss_mb=statistics.median(r["maxrss_mb"] for r in workers_),
+        idle=(
+            sampler.idle(start, first_test_anywhere, cores),
+            sampler.idle(first_test_anywhere, last_test, cores),
+            sampler.idle(last_test, end, cores),
+        ),
     )
 
 
@@ -257,6 +297,7 @@ def main() -> None:
         f"{'boards':>6} {'-n':>6} {'wall s':>7} {'eff':>5} {'CPU s':>6} {'workers':>7} {'emus':>6} {'ctl':>5}"
         f" {'floor':>6} {'w/floor':>7} {'others':>6} {'busy':>5} | {'start':>6} {'imports':>7} {'collect':>7}"
         f" {'1st':>5} {'ms/test':>7} {'after':>5} {'ctl ms':>6} {'to 1st':>6} {'shutdn':>6} {'RSS MB':>6}"
+        f" | {'idle: start':>11} {'tests':>5} {'end':>5}"
     )
     base = runs[0].wall
     for r in runs:
@@ -269,6 +310,7 @@ def main() -> None:
             f" {r.collect_cpu:>7.3f} {r.first_test_cpu:>5.2f} {r.per_test_ms:>7.1f} {r.after_cpu:>5.2f}"
             f" {r.controller_per_test_ms:>6.1f}"
             f" {r.collect_wait:>6.2f} {r.shutdown:>6.2f} {r.rss_mb:>6.0f}"
+            f" | {r.idle[0]:>11.2f} {r.idle[1]:>5.2f} {r.idle[2]:>5.2f}"
         )
     print(
         "CPU columns in seconds of CPU; emus: the emulators (real boards cost the host none); floor: CPU / cores;\n"
@@ -277,7 +319,8 @@ def main() -> None:
         "start/imports/collect: a worker's CPU (median) before its first test / at its conftest's import / for\n"
         "collection; 1st: its first test (the board's start); ms/test: per test after its first; after:\n"
         "from its last test to its end (teardown, reports); ctl ms: the controller's per test;\n"
-        "to 1st: wall from the first worker's conftest to the first test; shutdn: wall from the last test to the exit"
+        "to 1st: wall from the first worker's conftest to the first test; shutdn: wall from the last test to\n"
+        "the exit; idle: core-seconds the machine left unused before the first test, during the tests, after the last"
     )
 
 
