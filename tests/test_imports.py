@@ -3,11 +3,15 @@ controller, the command line or a labgrid farm needs stays out of its start-up."
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Imported only where used: the reports (controller), xdist's scheduler (controller),
 # labgrid's event loop (places), USB serial numbers, the command line's ini search,
@@ -57,3 +61,22 @@ def test_what_is_left_out_is_there_when_used() -> None:
         ]
     )
     assert {"pytest_boardfarm.junit", "pytest_boardfarm.scheduling"} <= imported_after(statement)
+
+
+def test_precompile_caches_every_module_for_python_and_for_pytest() -> None:
+    """scripts/precompile.py (scripts/setup runs it): each module of the package has Python's
+    .pyc and, where pytest rewrites the plugin's modules (as in this process), pytest's
+    rewritten one, the only one pytest reads: without it every xdist worker compiles the
+    package again. Nothing of the MicroPython helpers is compiled."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "precompile.py")], cwd=ROOT, check=True, capture_output=True)
+    loader = sys.modules["pytest_boardfarm.plugin"].__spec__.loader
+    rewrites = type(loader).__name__ == "AssertionRewritingHook"  # pytest 7.4 does not, in an editable install
+    pytest_tag = f"{sys.implementation.cache_tag}-pytest-{pytest.__version__}"
+    missing = []
+    for source in sorted((ROOT / "pytest_boardfarm").rglob("*.py")):
+        expected = [Path(importlib.util.cache_from_source(str(source)))]
+        if rewrites:
+            expected.append(source.parent / "__pycache__" / f"{source.stem}.{pytest_tag}.pyc")
+        missing += [str(pyc.relative_to(ROOT)) for pyc in expected if not pyc.is_file()]
+    assert missing == []
+    assert not (ROOT / "firmware_helpers" / "__pycache__").exists()
