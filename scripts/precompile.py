@@ -55,7 +55,8 @@ def main() -> int:
     sys.path.insert(0, str(PACKAGE.parent))
     if not compileall.compile_dir(PACKAGE, quiet=1):
         return 1
-    status = pytest.main(["-qq", "-p", "no:cacheprovider"], plugins=[ImportEveryModule()])
+    # --co: xdist (-n in PYTEST_ADDOPTS, say) starts no workers to collect and run the tests.
+    status = pytest.main(["--co", "-qq", "-p", "no:cacheprovider"], plugins=[ImportEveryModule()])
     return 0 if status == pytest.ExitCode.NO_TESTS_COLLECTED else int(status)
 
 
