@@ -80,3 +80,35 @@ def test_precompile_caches_every_module_for_python_and_for_pytest() -> None:
         missing += [str(pyc.relative_to(ROOT)) for pyc in expected if not pyc.is_file()]
     assert missing == []
     assert not (ROOT / "firmware_helpers" / "__pycache__").exists()
+
+
+CONTROLLER_ONLY = [
+    "pytest_boardfarm.reporting",
+    "pytest_boardfarm.junit",
+    "pytest_boardfarm.github",
+    "pytest_boardfarm.scheduling",
+    "pytest_boardfarm.htmlreport",
+    "junit_xml",
+]
+
+
+def test_a_worker_with_a_farm_leaves_out_what_only_the_controller_uses(pytester: pytest.Pytester) -> None:
+    """Reports and xdist's scheduler live on the controller: a worker, farm loaded and
+    session configured, never imports them (each would be start-up CPU on every worker)."""
+    farm = pytester.path / "farm.yaml"
+    farm.write_text(f"locks:\n  dir: {pytester.path / 'locks'}\nboards:\n  - name: sim-1\n    emulator: microbit\n")
+    pytester.makeconftest(
+        "import json, os, sys\n"
+        "def pytest_sessionfinish(session):\n"
+        "    who = getattr(session.config, 'workerinput', {}).get('workerid', 'controller')\n"
+        "    with open(os.path.join(os.path.dirname(__file__), who + '.json'), 'w') as out:\n"
+        "        json.dump(sorted(sys.modules), out)\n"
+    )
+    pytester.makepyfile("def test_no_board():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), "-n", "1", timeout=120)
+    result.assert_outcomes(passed=1)
+    controller = set(json.loads((pytester.path / "controller.json").read_text()))
+    worker = set(json.loads((pytester.path / "gw0.json").read_text()))
+    assert {"pytest_boardfarm.reporting", "pytest_boardfarm.scheduling"} <= controller
+    assert "pytest_boardfarm.session" in worker
+    assert sorted(worker & set(CONTROLLER_ONLY)) == []
