@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import compileall
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -50,8 +51,9 @@ class ImportEveryModule:
 
 def main() -> int:
     sys.dont_write_bytecode = False
-    # pytest rewrites an editable install's package only where it finds it on sys.path, as
-    # `python -m pytest` in the checkout does (scripts/test), not from here (scripts/).
+    # pytest rewrites an editable install's package only where it finds it on sys.path: run it
+    # as `python -m pytest` in the checkout does (scripts/test), wherever this was started.
+    os.chdir(PACKAGE.parent)
     sys.path.insert(0, str(PACKAGE.parent))
     if not compileall.compile_dir(PACKAGE, quiet=1):
         return 1
