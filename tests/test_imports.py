@@ -3,11 +3,15 @@ controller, the command line or a labgrid farm needs stays out of its start-up."
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Imported only where used: the reports (controller), xdist's scheduler (controller),
 # labgrid's event loop (places), USB serial numbers, the command line's ini search,
@@ -57,3 +61,54 @@ def test_what_is_left_out_is_there_when_used() -> None:
         ]
     )
     assert {"pytest_boardfarm.junit", "pytest_boardfarm.scheduling"} <= imported_after(statement)
+
+
+def test_precompile_caches_every_module_for_python_and_for_pytest() -> None:
+    """scripts/precompile.py (scripts/setup runs it): each module of the package has Python's
+    .pyc and, where pytest rewrites the plugin's modules (as in this process), pytest's
+    rewritten one, the only one pytest reads: without it every xdist worker compiles the
+    package again. Nothing of the MicroPython helpers is compiled."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "precompile.py")], cwd=ROOT, check=True, capture_output=True)
+    loader = sys.modules["pytest_boardfarm.plugin"].__spec__.loader
+    rewrites = type(loader).__name__ == "AssertionRewritingHook"  # pytest 7.4 does not, in an editable install
+    pytest_tag = f"{sys.implementation.cache_tag}-pytest-{pytest.__version__}"
+    missing = []
+    for source in sorted((ROOT / "pytest_boardfarm").rglob("*.py")):
+        expected = [Path(importlib.util.cache_from_source(str(source)))]
+        if rewrites:
+            expected.append(source.parent / "__pycache__" / f"{source.stem}.{pytest_tag}.pyc")
+        missing += [str(pyc.relative_to(ROOT)) for pyc in expected if not pyc.is_file()]
+    assert missing == []
+    assert not (ROOT / "firmware_helpers" / "__pycache__").exists()
+
+
+CONTROLLER_ONLY = [
+    "pytest_boardfarm.reporting",
+    "pytest_boardfarm.junit",
+    "pytest_boardfarm.github",
+    "pytest_boardfarm.scheduling",
+    "pytest_boardfarm.htmlreport",
+    "junit_xml",
+]
+
+
+def test_a_worker_with_a_farm_leaves_out_what_only_the_controller_uses(pytester: pytest.Pytester) -> None:
+    """Reports and xdist's scheduler live on the controller: a worker, farm loaded and
+    session configured, never imports them (each would be start-up CPU on every worker)."""
+    farm = pytester.path / "farm.yaml"
+    farm.write_text(f"locks:\n  dir: {pytester.path / 'locks'}\nboards:\n  - name: sim-1\n    emulator: microbit\n")
+    pytester.makeconftest(
+        "import json, os, sys\n"
+        "def pytest_sessionfinish(session):\n"
+        "    who = getattr(session.config, 'workerinput', {}).get('workerid', 'controller')\n"
+        "    with open(os.path.join(os.path.dirname(__file__), who + '.json'), 'w') as out:\n"
+        "        json.dump(sorted(sys.modules), out)\n"
+    )
+    pytester.makepyfile("def test_no_board():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), "-n", "1", timeout=120)
+    result.assert_outcomes(passed=1)
+    controller = set(json.loads((pytester.path / "controller.json").read_text()))
+    worker = set(json.loads((pytester.path / "gw0.json").read_text()))
+    assert {"pytest_boardfarm.reporting", "pytest_boardfarm.scheduling"} <= controller
+    assert "pytest_boardfarm.session" in worker
+    assert sorted(worker & set(CONTROLLER_ONLY)) == []

@@ -53,6 +53,16 @@ def test_sdist_leaves_the_tests_out_and_ships_the_license(built: Built) -> None:
     assert {"firmware_helpers/bf_files.py", "pytest_boardfarm/py.typed"} <= names
 
 
+def test_no_bytecode_is_shipped(built: Built) -> None:
+    """scripts/setup writes __pycache__ next to the sources (scripts/precompile.py): neither
+    the sdist nor the wheel built from it takes any."""
+    with tarfile.open(built.sdist) as sdist:
+        names = sdist.getnames()
+    with zipfile.ZipFile(built.wheel) as wheel:
+        names += wheel.namelist()
+    assert [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".pyo"))] == []
+
+
 def test_wheel_installs_the_helpers_inside_the_package(built: Built) -> None:
     with zipfile.ZipFile(built.wheel) as wheel:
         names = set(wheel.namelist())
