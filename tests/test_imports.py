@@ -112,3 +112,25 @@ def test_a_worker_with_a_farm_leaves_out_what_only_the_controller_uses(pytester:
     assert {"pytest_boardfarm.reporting", "pytest_boardfarm.scheduling"} <= controller
     assert "pytest_boardfarm.session" in worker
     assert sorted(worker & set(CONTROLLER_ONLY)) == []
+
+
+def test_a_worker_freezes_its_objects_when_its_session_is_over(pytester: pytest.Pytester) -> None:
+    """A worker's interpreter skips the last collection of every object (the controller's
+    wait for its workers to end); the controller, which may be a user's own process, does not."""
+    farm = pytester.path / "farm.yaml"
+    farm.write_text(f"locks:\n  dir: {pytester.path / 'locks'}\nboards:\n  - name: sim-1\n    emulator: microbit\n")
+    pytester.makeconftest(
+        "import atexit, gc, os\n"
+        "def pytest_configure(config):\n"
+        "    who = getattr(config, 'workerinput', {}).get('workerid', 'controller')\n"
+        "    path = os.path.join(os.path.dirname(__file__), who + '.frozen')\n"
+        "    def write():\n"
+        "        with open(path, 'w') as out:\n"
+        "            out.write(str(gc.get_freeze_count()))\n"
+        "    atexit.register(write)\n"
+    )
+    pytester.makepyfile("def test_no_board():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), "-n", "1", timeout=120)
+    result.assert_outcomes(passed=1)
+    assert int((pytester.path / "gw0.frozen").read_text()) > 1000
+    assert int((pytester.path / "controller.frozen").read_text()) == 0
