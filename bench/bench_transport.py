@@ -1,8 +1,9 @@
 """Exec round trip and put throughput: pytest-boardfarm vs mpremote's transport.
 
 Both run on the same emulated micro:bit in the same run, taking turns (the
-emulator's UART takes one client at a time). Prints figures and ratios; it
-asserts nothing about timings.
+emulator's UART takes one client at a time), with the link floor for the exec (a
+minimal plain raw client, bench/floor.py). Prints figures and ratios; it asserts
+nothing about timings.
 
     python bench/bench_transport.py [--rounds 3] [--execs 200]
 """
@@ -14,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from floor import Minimal
 from mpremote.transport_serial import SerialTransport as MpremoteTransport
 
 from pytest_boardfarm import connect
@@ -62,6 +64,15 @@ def theirs(url: str, execs: int) -> tuple[dict[str, float], dict[str, bool]]:
         transport.close()
 
 
+def floor(url: str, execs: int) -> float:
+    minimal = Minimal(url)
+    try:
+        minimal.plain(b"pass")
+        return statistics.median(timed(lambda: minimal.plain(b"pass")) for _ in range(execs))
+    finally:
+        minimal.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -69,8 +80,10 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[str, list[tuple[float, float]]] = {}
     intact_all: dict[str, list[bool]] = {}
+    floors: list[float] = []
     with MicrobitEmulator() as emu:
         for _ in range(args.rounds):
+            floors.append(floor(emu.url, args.execs))
             a = ours(emu.url, args.execs)
             b, intact = theirs(emu.url, args.execs)
             for key in a:
@@ -84,6 +97,8 @@ def main() -> None:
         peer = statistics.median(p[1] for p in pairs)
         if key == "exec":
             print(f"{'exec rtt':<12} {mine * 1000:>11.2f} ms {peer * 1000:>11.2f} ms {peer / mine:>7.1f}x faster")
+            link = statistics.median(floors)
+            print(f"{'link floor':<12} {link * 1000:>11.2f} ms {'':>14} boardfarm at {mine / link:.2f}x the floor")
         else:
             print(f"{key:<12} {mine / 1024:>9.1f} KiB/s {peer / 1024:>9.1f} KiB/s {mine / peer:>7.1f}x faster")
     for key, oks in intact_all.items():
