@@ -92,21 +92,27 @@ CONTROLLER_ONLY = [
 ]
 
 
+def _one_test_on_one_worker(pytester: pytest.Pytester, conftest: str) -> None:
+    """A farm of one emulated board, one test that needs no board, ``-n 1``, ``conftest`` beside it."""
+    farm = pytester.path / "farm.yaml"
+    farm.write_text(f"locks:\n  dir: {pytester.path / 'locks'}\nboards:\n  - name: sim-1\n    emulator: microbit\n")
+    pytester.makeconftest(conftest)
+    pytester.makepyfile("def test_no_board():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), "-n", "1", timeout=120)
+    result.assert_outcomes(passed=1)
+
+
 def test_a_worker_with_a_farm_leaves_out_what_only_the_controller_uses(pytester: pytest.Pytester) -> None:
     """Reports and xdist's scheduler live on the controller: a worker, farm loaded and
     session configured, never imports them (each would be start-up CPU on every worker)."""
-    farm = pytester.path / "farm.yaml"
-    farm.write_text(f"locks:\n  dir: {pytester.path / 'locks'}\nboards:\n  - name: sim-1\n    emulator: microbit\n")
-    pytester.makeconftest(
+    _one_test_on_one_worker(
+        pytester,
         "import json, os, sys\n"
         "def pytest_sessionfinish(session):\n"
         "    who = getattr(session.config, 'workerinput', {}).get('workerid', 'controller')\n"
         "    with open(os.path.join(os.path.dirname(__file__), who + '.json'), 'w') as out:\n"
-        "        json.dump(sorted(sys.modules), out)\n"
+        "        json.dump(sorted(sys.modules), out)\n",
     )
-    pytester.makepyfile("def test_no_board():\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), "-n", "1", timeout=120)
-    result.assert_outcomes(passed=1)
     controller = set(json.loads((pytester.path / "controller.json").read_text()))
     worker = set(json.loads((pytester.path / "gw0.json").read_text()))
     assert {"pytest_boardfarm.reporting", "pytest_boardfarm.scheduling"} <= controller
@@ -117,9 +123,8 @@ def test_a_worker_with_a_farm_leaves_out_what_only_the_controller_uses(pytester:
 def test_a_worker_freezes_its_objects_when_its_session_is_over(pytester: pytest.Pytester) -> None:
     """A worker's interpreter skips the last collection of every object (the controller's
     wait for its workers to end); the controller, which may be a user's own process, does not."""
-    farm = pytester.path / "farm.yaml"
-    farm.write_text(f"locks:\n  dir: {pytester.path / 'locks'}\nboards:\n  - name: sim-1\n    emulator: microbit\n")
-    pytester.makeconftest(
+    _one_test_on_one_worker(
+        pytester,
         "import atexit, gc, os\n"
         "def pytest_configure(config):\n"
         "    who = getattr(config, 'workerinput', {}).get('workerid', 'controller')\n"
@@ -127,10 +132,7 @@ def test_a_worker_freezes_its_objects_when_its_session_is_over(pytester: pytest.
         "    def write():\n"
         "        with open(path, 'w') as out:\n"
         "            out.write(str(gc.get_freeze_count()))\n"
-        "    atexit.register(write)\n"
+        "    atexit.register(write)\n",
     )
-    pytester.makepyfile("def test_no_board():\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--farm", str(farm), "-n", "1", timeout=120)
-    result.assert_outcomes(passed=1)
     assert int((pytester.path / "gw0.frozen").read_text()) > 1000
     assert int((pytester.path / "controller.frozen").read_text()) == 0
