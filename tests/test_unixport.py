@@ -124,6 +124,17 @@ def test_system_exit_reboots_as_current_firmware_does(board: Board) -> None:
     assert board.eval("1 + 1") == 2
 
 
+def test_a_crash_of_the_port_is_a_reboot_not_a_timeout(board: Board) -> None:
+    # The port dies of SIGSEGV (a read of address 0), as a board hard-faults and resets:
+    # the client sees a board's boot banner at once, not a silence until its deadline.
+    board.put(b"kept", "/kept.txt")
+    with pytest.raises(BoardRebooted, match="rebooted while running code"):
+        board.exec("import uctypes\nuctypes.bytearray_at(0, 4)[0]", timeout=30)
+    assert board.eval("'uctypes' in globals()") is False  # RAM was cleared
+    assert board.get("/kept.txt") == b"kept"  # the files were not
+    board.remove("/kept.txt")
+
+
 def test_ctrl_c_interrupts_a_busy_loop_and_ram_is_kept(board: Board) -> None:
     board.exec("_bf_kept = 1")
     with pytest.raises(BoardTimeout, match="interrupted and is usable again"):

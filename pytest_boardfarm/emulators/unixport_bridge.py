@@ -11,6 +11,8 @@ client sees the board, the bridge mounts ROOT at ``/`` through the raw REPL.
 The unix port exits where a board soft-reboots (Ctrl-D at an empty prompt, SystemExit in
 the raw REPL), so the bridge does what a board's main loop does: it prints the reboot line,
 starts a fresh interpreter on the same files and brings it back to the REPL it was in.
+Where the port dies of a signal instead (a segfault), it does what a board does after a
+fault: resets, prints its boot banner and comes up in the friendly REPL.
 
 One client at a time: a new connection replaces the old one, as a re-opened serial port
 does. Prints "listening PORT" once it listens. Exits when its stdin closes (the parent
@@ -38,6 +40,7 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 CTRL_A, CTRL_B, CTRL_D = b"\x01", b"\x02", b"\x04"
 SETUP_SECONDS = 20.0  # a fresh interpreter's start on a loaded host
 SEND_SECONDS = 5.0  # a client that takes no output for this long is dropped
+EXIT_SECONDS = 1.0  # a port that has closed its terminal is exiting: what it exits with tells a crash
 
 
 class BridgeError(Exception):
@@ -113,11 +116,15 @@ class Interpreter:
             seen += output or b""
         return seen
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def stop(self, grace: float = 0.0) -> int:
+        """End it (after ``grace`` seconds to exit by itself); its exit status."""
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.proc.wait()
+        status = self.proc.wait()
         os.close(self.fd)
+        return status
 
 
 class Bridge:
@@ -126,13 +133,14 @@ class Bridge:
         self.command = command
         self.server = socket.create_server((host, port))
         self.client: socket.socket | None = None
+        self.banner = b""
         self.raw_mode = False  # which REPL a soft reboot returns to, as pyexec remembers it
         self.interpreter = self.boot()
 
     def boot(self) -> Interpreter:
         """A fresh interpreter with ROOT as its file system, in the REPL the board was in."""
         interpreter = Interpreter(self.command, self.root)
-        interpreter.exchange(b"", FRIENDLY_PROMPT)
+        self.banner = interpreter.exchange(b"", FRIENDLY_PROMPT)  # ends 'Type "help()" ...>>> ' as a board's
         interpreter.exchange(CTRL_A, RAW_BANNER)
         mount = f"import vfs,os\nvfs.umount('/')\nvfs.mount(vfs.VfsPosix({self.root!r}),'/')\nos.chdir('/')\n"
         reply = interpreter.exchange(mount.encode() + CTRL_D, b"\x04>")
@@ -143,10 +151,16 @@ class Bridge:
         return interpreter
 
     def reboot(self) -> None:
-        self.interpreter.stop()
-        self.emit(SOFT_REBOOT)
+        """It exited: a soft reboot, back to its REPL. Or a signal ended it (SIGSEGV, say):
+        a fault, after which a board resets, prints its boot banner and is in the friendly
+        REPL (what tells a client that a running program ended in a reboot)."""
+        crashed = self.interpreter.stop(grace=EXIT_SECONDS) < 0
+        if crashed:
+            self.raw_mode = False
+        else:
+            self.emit(SOFT_REBOOT)
         self.interpreter = self.boot()
-        self.emit(RAW_BANNER if self.raw_mode else FRIENDLY_PROMPT)
+        self.emit(self.banner if crashed else RAW_BANNER if self.raw_mode else FRIENDLY_PROMPT)
 
     def emit(self, data: bytes) -> None:
         if self.client is None:
