@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,28 +168,35 @@ def test_stop_removes_the_boards_folder_and_processes() -> None:
     assert not root.exists()
 
 
-def test_bridge_and_interpreter_die_with_their_parent() -> None:
+def test_bridge_and_interpreter_die_with_their_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = textwrap.dedent(
         """
         from pytest_boardfarm.emulators import UnixPortBoard
         import time
         board = UnixPortBoard().start()
-        print(board.pid, flush=True)
+        print(board.pid, board._root, flush=True)
         time.sleep(60)
         """
     )
     with marked() as mark:
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        env = {**os.environ, "TMPDIR": str(tmp_path)}
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
         try:
             assert child.stdout is not None
-            pid = int(child.stdout.readline())
-            assert pid in marked_qemu_pids(mark)
+            pid, root = child.stdout.readline().split()
+            assert int(pid) in marked_qemu_pids(mark)
             os.kill(child.pid, signal.SIGKILL)
             child.wait(timeout=10)
         finally:
             child.kill()
             child.wait()
         assert_no_emulators(mark)
+        # Its folder is left (nothing of it could run): the next board started removes it.
+        assert Path(root).is_dir()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        UnixPortBoard().start().stop()
+        assert_no_emulators(mark)
+    assert not Path(root).exists()
 
 
 def test_a_farm_of_unix_port_boards_runs_a_suite(pytester: pytest.Pytester) -> None:
