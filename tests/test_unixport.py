@@ -168,6 +168,21 @@ def test_ctrl_c_interrupts_a_busy_loop_and_ram_is_kept(board: Board) -> None:
     assert board.eval("_bf_kept") == 1  # an interrupt is no reset
 
 
+def test_ctrl_c_interrupts_a_program_sent_by_raw_paste(board: Board) -> None:
+    # The port leaves its terminal raw (no ISIG) for a program it took by raw-paste, so
+    # the terminal makes no SIGINT of Ctrl-C: the bridge must, as a board's UART does.
+    mark = board.transcript.mark()
+    padding = "\n".join(f"_bf_v{i} = {i}" for i in range(50))  # longer than one window: raw-paste
+    with pytest.raises(BoardTimeout, match="interrupted and is usable again"):
+        board.exec(padding + "\nwhile True:\n    pass", timeout=1)
+    assert RAW_PASTE_GRANTED in board.transcript.since(mark)
+    assert not board.interrupt_failed
+    assert board.eval("_bf_v49") == 49  # an interrupt is no reset
+    board.start("while True:\n    pass")  # a background program goes by raw-paste too
+    board.stop(timeout=10)
+    assert board.eval("1 + 1") == 2
+
+
 def test_hard_reset_clears_ram_and_keeps_files(unix: UnixPortBoard) -> None:
     with connect(unix.url, timeout=10) as board:
         board.exec("_bf_ram = 1")

@@ -5,7 +5,9 @@ Usage: python unixport_bridge.py HOST PORT ROOT COMMAND...
 
 COMMAND runs the unix port. It gets a pseudo-terminal as its controlling terminal, in raw
 mode except for Ctrl-C, which the terminal turns into SIGINT: the port's KeyboardInterrupt,
-as a board's UART interrupt turns it into one. The port's file system is ROOT: before a
+as a board's UART interrupt turns it into one. The port itself turns that off (ISIG) while
+it reads a line or a raw-paste upload, and runs a raw-paste program so: the bridge then
+sends the SIGINT itself where the port runs code. The port's file system is ROOT: before a
 client sees the board, the bridge mounts ROOT at ``/`` through the raw REPL.
 
 The unix port exits where a board soft-reboots (Ctrl-D at an empty prompt, SystemExit in
@@ -37,7 +39,7 @@ import tty
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 FRIENDLY_PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
-CTRL_A, CTRL_B, CTRL_D = b"\x01", b"\x02", b"\x04"
+CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 SETUP_SECONDS = 20.0  # a fresh interpreter's start on a loaded host
 SEND_SECONDS = 5.0  # a client that takes no output for this long is dropped
 EXIT_SECONDS = 1.0  # a port that has closed its terminal is exiting: what it exits with tells a crash
@@ -79,6 +81,21 @@ class Interpreter:
         self.fd = master
         os.set_blocking(master, False)
         self.pending = b""  # for the interpreter, not yet taken by its terminal
+
+    def running_code_deaf(self) -> bool:
+        """Whether it runs code (its SIGINT handler is installed) on a terminal that makes
+        no SIGINT of Ctrl-C: the port sets its terminal raw, ISIG off, to read a line or a
+        raw-paste upload, and runs a raw-paste program without setting it back."""
+        try:
+            if termios.tcgetattr(self.fd)[3] & termios.ISIG:
+                return False
+            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        except (OSError, termios.error, ValueError):
+            pass
+        return False
 
     def read(self) -> bytes | None:
         """What it printed: None if nothing yet, b"" once it has exited and all is read."""
@@ -181,6 +198,12 @@ class Bridge:
                 self.raw_mode = True
             elif byte == CTRL_B[0]:
                 self.raw_mode = False
+        if CTRL_C in data and self.interpreter.running_code_deaf():
+            # A board's UART takes Ctrl-C as its interrupt while code runs, whatever the
+            # REPL: so does the bridge, one SIGINT a Ctrl-C, as the terminal would.
+            for _ in range(data.count(CTRL_C)):
+                self.interpreter.proc.send_signal(signal.SIGINT)
+            data = data.replace(CTRL_C, b"")
         self.interpreter.pending += data
         self.interpreter.flush()
 
