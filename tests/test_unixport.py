@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,6 +181,15 @@ def test_ctrl_c_interrupts_a_program_sent_by_raw_paste(board: Board) -> None:
     assert board.eval("_bf_v49") == 49  # an interrupt is no reset
     board.start("while True:\n    pass")  # a background program goes by raw-paste too
     board.stop(timeout=10)
+    assert board.eval("1 + 1") == 2
+
+
+def test_a_client_that_reads_nothing_for_a_while_stalls_the_board_not_the_connection(board: Board) -> None:
+    # A program prints without end while the test does something else for seconds: the
+    # board's output waits for the client (a board on USB stalls), no client is dropped.
+    board.start("i = 0\nwhile True:\n    print('line', i)\n    i += 1")
+    time.sleep(7)  # longer than the bridge once waited for a client to take output
+    assert "line" in board.stop(timeout=10)
     assert board.eval("1 + 1") == 2
 
 

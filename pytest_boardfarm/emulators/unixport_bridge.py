@@ -17,7 +17,8 @@ Where the port dies of a signal instead (a segfault), it does what a board does 
 fault: resets, prints its boot banner and comes up in the friendly REPL.
 
 One client at a time: a new connection replaces the old one, as a re-opened serial port
-does. Prints "listening PORT" once it listens. Exits when its stdin closes (the parent
+does. A client that takes no output is waited for, as a host by a board on USB: the port's
+prints wait, nothing is lost. Prints "listening PORT" once it listens. Exits when its stdin closes (the parent
 holds the pipe) or on SIGTERM, and takes the interpreter with it. Standard library only:
 it runs as a script, without importing pytest_boardfarm.
 """
@@ -41,7 +42,9 @@ FRIENDLY_PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 SETUP_SECONDS = 20.0  # a fresh interpreter's start on a loaded host
-SEND_SECONDS = 5.0  # a client that takes no output for this long is dropped
+BACKLOG = 4096  # output waiting for the client beyond which the port is not read (its prints wait)
+SEND_BUFFER = 16384  # the socket's own, kept small: what a client that reads nothing finds waiting is
+# about what a board on USB would have queued, not megabytes of old output
 EXIT_SECONDS = 1.0  # a port that has closed its terminal is exiting: what it exits with tells a crash
 
 
@@ -150,6 +153,7 @@ class Bridge:
         self.command = command
         self.server = socket.create_server((host, port))
         self.client: socket.socket | None = None
+        self.outgoing = bytearray()  # for the client, not yet taken by its socket
         self.banner = b""
         self.raw_mode = False  # which REPL a soft reboot returns to, as pyexec remembers it
         self.interpreter = self.boot()
@@ -182,12 +186,26 @@ class Bridge:
     def emit(self, data: bytes) -> None:
         if self.client is None:
             return  # nobody listens, as on a UART with nothing attached
+        self.outgoing += data
+        self.send()
+
+    def send(self) -> None:
+        """Hand the client's socket what it takes now of ``outgoing``. A client that takes
+        nothing is waited for, as a board on USB waits for its host: the port is not read
+        meanwhile (``BACKLOG``), so its prints wait; nothing is lost, nobody is dropped."""
+        if self.client is None or not self.outgoing:
+            return
         try:
-            self.client.sendall(data)
+            sent = self.client.send(self.outgoing)
+        except BlockingIOError:
+            return
         except OSError:
             self.drop_client()
+            return
+        del self.outgoing[:sent]
 
     def drop_client(self) -> None:
+        self.outgoing.clear()
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -212,8 +230,13 @@ class Bridge:
         stdin = sys.stdin.fileno()
         while True:
             interpreter = self.interpreter
-            readers = [self.server, interpreter.fd, stdin] + ([self.client] if self.client else [])
-            writers = [interpreter.fd] if interpreter.pending else []
+            listening = len(self.outgoing) < BACKLOG
+            readers = (
+                [self.server, stdin] + ([interpreter.fd] if listening else []) + ([self.client] if self.client else [])
+            )
+            writers = ([interpreter.fd] if interpreter.pending else []) + (
+                [self.client] if self.client and self.outgoing else []
+            )
             readable, _, _ = select.select(readers, writers, [], 1.0)
             if stdin in readable and not os.read(stdin, 4096):
                 return  # the parent closed the pipe: it is gone or stopping us
@@ -221,19 +244,23 @@ class Bridge:
                 connection, _ = self.server.accept()
                 self.drop_client()
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                connection.settimeout(SEND_SECONDS)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+                connection.setblocking(False)
                 self.client = connection
             elif self.client is not None and self.client in readable:
                 try:
-                    data = self.client.recv(4096)
+                    data: bytes | None = self.client.recv(4096)
+                except BlockingIOError:
+                    data = None
                 except OSError:
                     data = b""
                 if data:
                     self.receive(data)
-                else:
+                elif data == b"":
                     self.drop_client()
             interpreter.flush()
-            if interpreter.fd in readable or interpreter.proc.poll() is not None:
+            self.send()
+            if listening and (interpreter.fd in readable or interpreter.proc.poll() is not None):
                 output = interpreter.read()
                 if output:
                     self.emit(output)
