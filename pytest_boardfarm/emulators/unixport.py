@@ -12,7 +12,9 @@ port does differently, found by trying:
 - Ctrl-C reaches it as SIGINT (its terminal's doing), which it turns into
   KeyboardInterrupt, so a deaf board is interrupted as on a UART;
 - it exits where a board soft-reboots, so the bridge reboots it: a fresh interpreter,
-  the same files;
+  the same files, but neither ``boot.py`` nor ``main.py`` run (a board runs both); where
+  it crashes (SIGSEGV), the bridge brings it back as a board after a fault: boot banner,
+  friendly REPL;
 - its file system is a folder of the host's (a new temporary one per board, removed
   with it, or by the next board started if its owner was killed), mounted at ``/``;
   there is no ``os.uname`` and no ``machine.unique_id``.
