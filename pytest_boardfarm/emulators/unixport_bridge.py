@@ -5,15 +5,20 @@ Usage: python unixport_bridge.py HOST PORT ROOT COMMAND...
 
 COMMAND runs the unix port. It gets a pseudo-terminal as its controlling terminal, in raw
 mode except for Ctrl-C, which the terminal turns into SIGINT: the port's KeyboardInterrupt,
-as a board's UART interrupt turns it into one. The port's file system is ROOT: before a
+as a board's UART interrupt turns it into one. The port itself turns that off (ISIG) while
+it reads a line or a raw-paste upload, and runs a raw-paste program so: the bridge then
+sends the SIGINT itself where the port runs code. The port's file system is ROOT: before a
 client sees the board, the bridge mounts ROOT at ``/`` through the raw REPL.
 
 The unix port exits where a board soft-reboots (Ctrl-D at an empty prompt, SystemExit in
 the raw REPL), so the bridge does what a board's main loop does: it prints the reboot line,
 starts a fresh interpreter on the same files and brings it back to the REPL it was in.
+Where the port dies of a signal instead (a segfault), it does what a board does after a
+fault: resets, prints its boot banner and comes up in the friendly REPL.
 
 One client at a time: a new connection replaces the old one, as a re-opened serial port
-does. Prints "listening PORT" once it listens. Exits when its stdin closes (the parent
+does. A client that takes no output is waited for, as a host by a board on USB: the port's
+prints wait, nothing is lost. Prints "listening PORT" once it listens. Exits when its stdin closes (the parent
 holds the pipe) or on SIGTERM, and takes the interpreter with it. Standard library only:
 it runs as a script, without importing pytest_boardfarm.
 """
@@ -35,9 +40,12 @@ import tty
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 FRIENDLY_PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
-CTRL_A, CTRL_B, CTRL_D = b"\x01", b"\x02", b"\x04"
+CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 SETUP_SECONDS = 20.0  # a fresh interpreter's start on a loaded host
-SEND_SECONDS = 5.0  # a client that takes no output for this long is dropped
+BACKLOG = 4096  # output waiting for the client beyond which the port is not read (its prints wait)
+SEND_BUFFER = 16384  # the socket's own, kept small: what a client that reads nothing finds waiting is
+# about what a board on USB would have queued, not megabytes of old output
+EXIT_SECONDS = 1.0  # a port that has closed its terminal is exiting: what it exits with tells a crash
 
 
 class BridgeError(Exception):
@@ -77,6 +85,21 @@ class Interpreter:
         os.set_blocking(master, False)
         self.pending = b""  # for the interpreter, not yet taken by its terminal
 
+    def running_code_deaf(self) -> bool:
+        """Whether it runs code (its SIGINT handler is installed) on a terminal that makes
+        no SIGINT of Ctrl-C: the port sets its terminal raw, ISIG off, to read a line or a
+        raw-paste upload, and runs a raw-paste program without setting it back."""
+        try:
+            if termios.tcgetattr(self.fd)[3] & termios.ISIG:
+                return False
+            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        except (OSError, termios.error, ValueError):
+            pass
+        return False
+
     def read(self) -> bytes | None:
         """What it printed: None if nothing yet, b"" once it has exited and all is read."""
         try:
@@ -113,11 +136,15 @@ class Interpreter:
             seen += output or b""
         return seen
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def stop(self, grace: float = 0.0) -> int:
+        """End it (after ``grace`` seconds to exit by itself); its exit status."""
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.proc.wait()
+        status = self.proc.wait()
         os.close(self.fd)
+        return status
 
 
 class Bridge:
@@ -126,13 +153,15 @@ class Bridge:
         self.command = command
         self.server = socket.create_server((host, port))
         self.client: socket.socket | None = None
+        self.outgoing = bytearray()  # for the client, not yet taken by its socket
+        self.banner = b""
         self.raw_mode = False  # which REPL a soft reboot returns to, as pyexec remembers it
         self.interpreter = self.boot()
 
     def boot(self) -> Interpreter:
         """A fresh interpreter with ROOT as its file system, in the REPL the board was in."""
         interpreter = Interpreter(self.command, self.root)
-        interpreter.exchange(b"", FRIENDLY_PROMPT)
+        self.banner = interpreter.exchange(b"", FRIENDLY_PROMPT)  # ends 'Type "help()" ...>>> ' as a board's
         interpreter.exchange(CTRL_A, RAW_BANNER)
         mount = f"import vfs,os\nvfs.umount('/')\nvfs.mount(vfs.VfsPosix({self.root!r}),'/')\nos.chdir('/')\n"
         reply = interpreter.exchange(mount.encode() + CTRL_D, b"\x04>")
@@ -143,20 +172,40 @@ class Bridge:
         return interpreter
 
     def reboot(self) -> None:
-        self.interpreter.stop()
-        self.emit(SOFT_REBOOT)
+        """It exited: a soft reboot, back to its REPL. Or a signal ended it (SIGSEGV, say):
+        a fault, after which a board resets, prints its boot banner and is in the friendly
+        REPL (what tells a client that a running program ended in a reboot)."""
+        crashed = self.interpreter.stop(grace=EXIT_SECONDS) < 0
+        if crashed:
+            self.raw_mode = False
+        else:
+            self.emit(SOFT_REBOOT)
         self.interpreter = self.boot()
-        self.emit(RAW_BANNER if self.raw_mode else FRIENDLY_PROMPT)
+        self.emit(self.banner if crashed else RAW_BANNER if self.raw_mode else FRIENDLY_PROMPT)
 
     def emit(self, data: bytes) -> None:
         if self.client is None:
             return  # nobody listens, as on a UART with nothing attached
+        self.outgoing += data
+        self.send()
+
+    def send(self) -> None:
+        """Hand the client's socket what it takes now of ``outgoing``. A client that takes
+        nothing is waited for, as a board on USB waits for its host: the port is not read
+        meanwhile (``BACKLOG``), so its prints wait; nothing is lost, nobody is dropped."""
+        if self.client is None or not self.outgoing:
+            return
         try:
-            self.client.sendall(data)
+            sent = self.client.send(self.outgoing)
+        except BlockingIOError:
+            return
         except OSError:
             self.drop_client()
+            return
+        del self.outgoing[:sent]
 
     def drop_client(self) -> None:
+        self.outgoing.clear()
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -167,6 +216,12 @@ class Bridge:
                 self.raw_mode = True
             elif byte == CTRL_B[0]:
                 self.raw_mode = False
+        if CTRL_C in data and self.interpreter.running_code_deaf():
+            # A board's UART takes Ctrl-C as its interrupt while code runs, whatever the
+            # REPL: so does the bridge, one SIGINT a Ctrl-C, as the terminal would.
+            for _ in range(data.count(CTRL_C)):
+                self.interpreter.proc.send_signal(signal.SIGINT)
+            data = data.replace(CTRL_C, b"")
         self.interpreter.pending += data
         self.interpreter.flush()
 
@@ -175,8 +230,13 @@ class Bridge:
         stdin = sys.stdin.fileno()
         while True:
             interpreter = self.interpreter
-            readers = [self.server, interpreter.fd, stdin] + ([self.client] if self.client else [])
-            writers = [interpreter.fd] if interpreter.pending else []
+            listening = len(self.outgoing) < BACKLOG
+            readers = (
+                [self.server, stdin] + ([interpreter.fd] if listening else []) + ([self.client] if self.client else [])
+            )
+            writers = ([interpreter.fd] if interpreter.pending else []) + (
+                [self.client] if self.client and self.outgoing else []
+            )
             readable, _, _ = select.select(readers, writers, [], 1.0)
             if stdin in readable and not os.read(stdin, 4096):
                 return  # the parent closed the pipe: it is gone or stopping us
@@ -184,19 +244,23 @@ class Bridge:
                 connection, _ = self.server.accept()
                 self.drop_client()
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                connection.settimeout(SEND_SECONDS)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+                connection.setblocking(False)
                 self.client = connection
             elif self.client is not None and self.client in readable:
                 try:
-                    data = self.client.recv(4096)
+                    data: bytes | None = self.client.recv(4096)
+                except BlockingIOError:
+                    data = None
                 except OSError:
                     data = b""
                 if data:
                     self.receive(data)
-                else:
+                elif data == b"":
                     self.drop_client()
             interpreter.flush()
-            if interpreter.fd in readable or interpreter.proc.poll() is not None:
+            self.send()
+            if listening and (interpreter.fd in readable or interpreter.proc.poll() is not None):
                 output = interpreter.read()
                 if output:
                     self.emit(output)
