@@ -111,43 +111,10 @@ def test_a_syntax_error_aborts_raw_paste_mid_stream(board: Board) -> None:
     assert board.eval("1 + 1") == 2  # in step with the board afterwards
 
 
-def test_files_take_the_modern_path(board: Board, tmp_path: Path) -> None:
-    features = board.files.features
-    assert features.stat and features.directories and features.hashlib
-    data = bytes(range(256)) * 40
-    board.mkdir("/data")
-    board.put(data, "/data/blob.bin")  # verified by size and sha256 on the board
-    assert board.get("/data/blob.bin") == data
-    assert [e.name for e in board.ls("/data")] == ["blob.bin"]
-    tree = tmp_path / "app"
-    (tree / "lib").mkdir(parents=True)
-    (tree / "main.py").write_text("print('main')\n")
-    (tree / "lib" / "util.py").write_text("VALUE = 7\n")
-    first = board.deploy(tree, "/app")
-    assert sorted(first.copied) == ["lib/util.py", "main.py"]
-    assert board.deploy(tree, "/app").skipped == sorted(first.copied)  # identical: nothing sent again
-    assert board.exec("import sys\nsys.path.append('/app/lib')\nimport util\nprint(util.VALUE)") == "7\n"
-
-
 def test_the_file_system_is_the_boards_own_folder(unix: UnixPortBoard, board: Board) -> None:
     board.put(b"mine", "/own.txt")
     assert unix._root is not None and (unix._root / "own.txt").read_bytes() == b"mine"  # not the host's /
     board.remove("/own.txt")
-
-
-def test_soft_reset_clears_ram_and_keeps_files(board: Board) -> None:
-    board.put(b"kept", "/kept.txt")
-    board.exec("_bf_ram = 1")
-    assert "soft reboot" in board.soft_reset(timeout=10)
-    assert board.eval("'_bf_ram' in globals()") is False
-    assert board.get("/kept.txt") == b"kept"
-    board.remove("/kept.txt")
-
-
-def test_system_exit_reboots_as_current_firmware_does(board: Board) -> None:
-    with pytest.raises(BoardRebooted):
-        board.exec("import sys\nsys.exit()")
-    assert board.eval("1 + 1") == 2
 
 
 def test_a_crash_of_the_port_is_a_reboot_not_a_timeout(board: Board) -> None:
@@ -276,25 +243,3 @@ def test_back(board):
         assert re.search(rf"FAILED \S*test_stuck\[{name}\] - \S*BoardTimeout", text)
         assert re.search(rf"PASSED \S*test_back\[{name}\]", text)
     assert "restarted the emulator" not in text  # Ctrl-C was enough: no hard reset
-
-
-def test_cli_emulates_unix_port_boards() -> None:
-    with marked() as mark:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_boardfarm.cli", "emulate", "--type", "unix", "--count", "2"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            urls = [proc.stdout.readline().strip() for _ in range(2)]
-            assert len(set(urls)) == 2
-            for url in urls:
-                with connect(url, timeout=10) as board:
-                    assert board.eval("1 + 1") == 2
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=15) == 0
-        finally:
-            proc.kill()
-            proc.wait()
-        assert_no_emulators(mark)

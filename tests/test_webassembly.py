@@ -21,7 +21,7 @@ import pytest
 
 from pytest_boardfarm import Board, connect
 from pytest_boardfarm.emulators import EMULATORS, EmulatorError, WebAssemblyBoard
-from pytest_boardfarm.errors import BoardRebooted, BoardTimeout
+from pytest_boardfarm.errors import BoardTimeout
 
 from .procs import assert_no_emulators, marked, marked_qemu_pids
 
@@ -79,40 +79,6 @@ def test_unanswered_raw_paste_request_falls_back_to_plain_raw_mode(board: Board)
     assert board.eval("x") == 40  # state kept: the fallback needed no restart
 
 
-def test_files_take_the_modern_path(board: Board, tmp_path: Path) -> None:
-    features = board.files.features
-    assert features.stat and features.directories and features.hashlib
-    data = bytes(range(256)) * 20
-    board.mkdir("/data")
-    board.put(data, "/data/blob.bin")  # verified by size and sha256 on the board
-    assert board.get("/data/blob.bin") == data
-    assert [e.name for e in board.ls("/data")] == ["blob.bin"]
-    tree = tmp_path / "app"
-    (tree / "lib" / "deep").mkdir(parents=True)
-    (tree / "main.py").write_text("print('main')\n")
-    (tree / "lib" / "util.py").write_text("VALUE = 7\n")
-    (tree / "lib" / "deep" / "more.py").write_text("MORE = 8\n")
-    first = board.deploy(tree, "/app")
-    assert sorted(first.copied) == ["lib/deep/more.py", "lib/util.py", "main.py"]
-    assert board.deploy(tree, "/app").skipped == sorted(first.copied)  # identical: nothing sent again
-    assert board.exec("import sys\nsys.path.append('/app/lib')\nimport util\nprint(util.VALUE)") == "7\n"
-
-
-def test_soft_reset_clears_ram_and_keeps_files(board: Board) -> None:
-    board.put(b"kept", "/kept.txt")
-    board.exec("_bf_ram = 1")
-    assert "soft reboot" in board.soft_reset(timeout=10)  # the bridge reboots it: the port leaves that to its host
-    assert board.eval("'_bf_ram' in globals()") is False
-    assert board.get("/kept.txt") == b"kept"
-    board.remove("/kept.txt")
-
-
-def test_system_exit_reboots_as_current_firmware_does(board: Board) -> None:
-    with pytest.raises(BoardRebooted):
-        board.exec("import sys\nsys.exit()")
-    assert board.eval("1 + 1") == 2
-
-
 def test_busy_loop_ignores_ctrl_c_and_hard_reset_restarts(wasm: WebAssemblyBoard) -> None:
     with connect(wasm.url, timeout=10) as board:
         board.exec("_bf_kept = 1")
@@ -147,28 +113,6 @@ def test_bridge_dies_with_its_parent() -> None:
         finally:
             child.kill()
             child.wait()
-        assert_no_emulators(mark)
-
-
-def test_cli_emulates_webassembly_boards() -> None:
-    with marked() as mark:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_boardfarm.cli", "emulate", "--type", "webassembly", "--count", "2"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            urls = [proc.stdout.readline().strip() for _ in range(2)]
-            assert len(set(urls)) == 2
-            for url in urls:
-                with connect(url, timeout=10) as board:
-                    assert "1.27" in board.info.firmware
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=15) == 0
-        finally:
-            proc.kill()
-            proc.wait()
         assert_no_emulators(mark)
 
 
