@@ -22,13 +22,14 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from . import process_dirs
 
 BOARD_ARG = "board"
 BOARDS_ARG = "boards"  # a multi-board test's parameter: its boards' names in role order
@@ -127,8 +128,7 @@ class WorkerBoards:
 
     def configure_node(self, node: Any) -> None:
         if self._dir is None:
-            _remove_left_by_dead_runs()
-            self._dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
+            self._dir = process_dirs.make(DIR_PREFIX)
         node.workerinput[WORKER_DIR_KEY] = str(self._dir)
 
     def of(self, workerid: str) -> dict[str, TestBoard] | None:
@@ -152,24 +152,3 @@ def _from_record(entry: list[Any]) -> TestBoard:
     board, test, *rest = entry
     boards = tuple(str(b) for b in rest[0]) if rest else ()
     return TestBoard(str(board), str(test), boards)
-
-
-def _remove_left_by_dead_runs() -> None:
-    """A run killed with SIGKILL cannot remove its directory: the next run does,
-    for directories of this user whose controller process is gone."""
-    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
-        pid = path.name[len(DIR_PREFIX) :].split("-", 1)[0]
-        with contextlib.suppress(OSError, ValueError):
-            if path.lstat().st_uid != os.getuid() or not path.is_dir() or _alive(int(pid)):
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's
-        return True
-    return True

