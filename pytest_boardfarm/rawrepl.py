@@ -27,6 +27,7 @@ BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 SOFT_REBOOT = b"soft reboot\r\n"
 CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 RAW_PASTE_REQUEST = b"\x05A\x01"
+REPL_CONTROL = re.compile(rb"[\x01-\x04]")  # what the raw REPL acts on in a source (Ctrl-A to Ctrl-D)
 # Every MicroPython prints this when it boots to the friendly REPL; seen while a
 # program runs in the raw REPL, it means the board rebooted under it.
 REBOOTED = b'Type "help()" for more information.\r\n>>> '
@@ -298,13 +299,9 @@ class RawRepl:
 
     def exec(self, source: bytes, deadline: Deadline) -> ExecResult:
         """Run ``source``; on a deadline, interrupt the board and leave it usable."""
-        source = source or b"\n"  # Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program
         self._collect_stray()
         try:
-            if self.raw_paste is False and len(source) + 1 > self.pacing.window:
-                self._stage(source, deadline)
-                source = STAGED_RUN
-            result = self._exec_parsed(source, deadline)
+            result = self._exec_parsed(self._sendable(source, deadline), deadline)
         except BoardTimeout as exc:
             if not self._interrupted():
                 raise BoardTimeout(f"{exc} (Ctrl-C did not bring the board back)", exc.output) from None
@@ -326,6 +323,22 @@ class RawRepl:
         except BoardTimeout:
             return False
         return True
+
+    def _sendable(self, source: bytes, deadline: Deadline) -> bytes:
+        """What to send for ``source``: itself, or, where the raw REPL cannot take it as it
+        is, the program that runs it once it is staged on the board in string literals.
+
+        Plain raw mode cannot take a source longer than its window in one piece. And no
+        mode takes the bytes the raw REPL acts on (Ctrl-A to Ctrl-D: restart, leave,
+        interrupt, end) as source: a program that holds one in a string, say, would be
+        cut short or would interrupt itself. Staged, they travel escaped.
+        """
+        if not source:
+            return b"\n"  # Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program
+        if (self.raw_paste is False and len(source) + 1 > self.pacing.window) or REPL_CONTROL.search(source):
+            self._stage(source, deadline)
+            return STAGED_RUN
+        return source
 
     def _stage(self, source: bytes, deadline: Deadline) -> None:
         """Collect a long source on the board in pieces that each fit the window."""
@@ -543,12 +556,8 @@ class RawRepl:
     def start(self, source: bytes, deadline: Deadline) -> None:
         """Send ``source`` to run and return once the board accepted it; its output
         then goes to the console until ``finish``."""
-        source = source or b"\n"  # Ctrl-D on an empty raw REPL line is a soft reboot, not an empty program
         self._collect_stray()
-        if self.raw_paste is False and len(source) + 1 > self.pacing.window:
-            self._stage(source, deadline)
-            source = STAGED_RUN
-        self._send_source(source, deadline)
+        self._send_source(self._sendable(source, deadline), deadline)
         self._program_from = self.console.end
         self.state = State.RUNNING
         self._to_console()

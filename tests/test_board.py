@@ -147,6 +147,17 @@ def test_output_with_the_raw_repls_end_byte_is_output_not_an_error(mb: Board) ->
     assert mb.eval("1 + 1") == 2
 
 
+def test_a_source_holding_the_raw_repls_control_bytes_runs_as_written(mb: Board) -> None:
+    """Ctrl-A to Ctrl-D in a source (in a string, say) restarted, left or interrupted the raw
+    REPL, or ended the source early: such a source now travels escaped and runs as written."""
+    short = "print([ord(c) for c in '\x01\x02\x03\x04'])"  # within one plain raw window
+    assert mb.exec(short) == "[1, 2, 3, 4]\n"
+    mb.start(short)
+    mb.expect_exact("]", timeout=10)
+    assert mb.stop() == "[1, 2, 3, 4]\n"
+    assert mb.eval("1 + 1") == 2
+
+
 @pytest.mark.parametrize("message", ["a\\x04b", "a\\x04>b"])  # 0x04 0x04 '>' in it would read as the end
 def test_an_exception_whose_message_holds_the_end_byte_is_the_whole_traceback(mb: Board, message: str) -> None:
     """The error output is framed by 0x04 too: a message holding one (and even the prompt

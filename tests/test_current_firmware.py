@@ -89,6 +89,13 @@ def test_system_exit_reboots_as_current_firmware_does(board: Board) -> None:
     assert board.eval("1 + 1") == 2
 
 
+@pytest.mark.parametrize("size", ["short", "long"])  # long: raw-paste on the unix port
+def test_a_source_holding_the_raw_repls_control_bytes_runs_as_written(board: Board, size: str) -> None:
+    padding = "pad = 0\n" * (40 if size == "long" else 0)  # short: one plain raw window
+    assert board.exec(padding + "print([ord(c) for c in '\x01\x02\x03\x04'])") == "[1, 2, 3, 4]\n"
+    assert board.eval("1 + 1") == 2
+
+
 @pytest.mark.parametrize("board_type", TYPES)
 def test_cli_emulates_boards_of_the_type(board_type: type[EmulatedBoard]) -> None:
     with marked() as mark:
