@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pytest_boardfarm import connect
 from pytest_boardfarm.cli_farm import port_rows
 from pytest_boardfarm.emulator import MicrobitEmulator
 from pytest_boardfarm.emulators import start_many
@@ -417,14 +418,11 @@ def read_until(sock: socket.socket, wanted: bytes, deadline: float, seen: bytes 
 
 
 def start_ticking(url: str) -> None:
-    """Leave the board printing ticks with nobody connected: a program a monitor should show."""
-    host, port = url.removeprefix("socket://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"\r\x03\x03\x01")
-        deadline = time.monotonic() + 10
-        seen = read_until(sock, b"raw REPL; CTRL-B to exit\r\n>", deadline)
-        sock.sendall(b"import microbit\nfor i in range(400):\n    print('tick', i)\n    microbit.sleep(100)\n\x04")
-        read_until(sock, b"OK", deadline, seen)
+    """Leave the board printing ticks with nobody connected: a program a monitor should show.
+    (Sent by the board API, paced: 74 bytes at once could overrun the micro:bit's 64-byte
+    receive buffer on a loaded host, and the program never started.)"""
+    with connect(url, timeout=10, name="ticker") as board:
+        board.start("import microbit\nfor i in range(400):\n    print('tick', i)\n    microbit.sleep(100)\n")
 
 
 def test_monitor_streams_output_holding_the_lock_and_ctrl_bracket_leaves(
