@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from .emulated import NEEDS_WEBASSEMBLY
 from .test_plugin import EMULATED_FARM as FARM
 from .test_plugin import outcomes, run
-from .test_webassembly import _installed as _wasm_missing
 
 MATH = """\
 import gc
@@ -412,7 +412,7 @@ def test_after_the_exit():
 """
 
 
-@pytest.mark.skipif(bool(_wasm_missing()), reason=_wasm_missing() or "installed")
+@NEEDS_WEBASSEMBLY
 def test_device_tests_run_on_current_micropython(pytester: pytest.Pytester, tmp_path: Path) -> None:
     """The runner on MicroPython 1.27 (WebAssembly port): SystemExit soft-reboots there, and a
     busy loop ignores Ctrl-C, so the recovery ladder restarts the board; the next tests run."""
