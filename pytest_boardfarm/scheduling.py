@@ -93,15 +93,14 @@ class BoardScheduling(LoadScopeScheduling):  # type: ignore[misc]
         go back to the others, or, with no other worker, to nobody (xdist asserts that such
         a worker names no test, and stops with "no active workers" when work is left)."""
         finished = getattr(node, "workeroutput", None) is not None  # sent by "workerfinished" only: no crash
+        workload = self.assigned_work.pop(node)
         if node not in self.registered_collections:
-            self.assigned_work.pop(node)
             self.numnodes -= 1
             if not finished:
                 self._replacing += 1
             if self.collection is None and self.registered_collections and self.collection_is_completed:
                 self.schedule()
             return None
-        workload = self.assigned_work.pop(node)
         pending: list[str] = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
         if not pending:
             return None
