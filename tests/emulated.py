@@ -4,7 +4,10 @@ here, one started board per module, and a connection to it per test."""
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import TypeVar
@@ -14,7 +17,7 @@ import pytest
 from pytest_boardfarm import Board, connect
 from pytest_boardfarm.emulators import EmulatedBoard, EmulatorError, WebAssemblyBoard
 
-from .procs import assert_no_emulators, marked
+from .procs import assert_no_emulators, marked, marked_qemu_pids
 
 _Emulated = TypeVar("_Emulated", bound=EmulatedBoard)
 
@@ -52,3 +55,29 @@ def connected(emu: EmulatedBoard, name: str) -> Iterator[Board]:
         emu.start()
     with connect(emu.url, timeout=10, name=name) as board:
         yield board
+
+
+def kill_its_owner(
+    board_type: type[EmulatedBoard], mark: str, env: dict[str, str] | None = None
+) -> tuple[str, set[int]]:
+    """Start a board of ``board_type`` in a child process and SIGKILL the child once the board is
+    up, as a run killed outright: what the child printed of the board (its emulator's pid, its
+    ``_root`` if it has one), and the emulator processes carrying ``mark`` just before the kill."""
+    script = (
+        "import time\n"
+        f"from pytest_boardfarm.emulators import {board_type.__name__}\n"
+        f"board = {board_type.__name__}().start()\n"
+        "print(board.pid, getattr(board, '_root', ''), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None
+        printed = child.stdout.readline()
+        alive = marked_qemu_pids(mark)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+        child.wait()
+    return printed, alive

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +21,7 @@ from pytest_boardfarm import Board, connect
 from pytest_boardfarm.emulators import EMULATORS, EmulatorError, UnixPortBoard
 from pytest_boardfarm.errors import BoardRebooted, BoardTimeout, DeviceError
 
-from .emulated import NEEDS_UNIX_PORT, connected, started
+from .emulated import NEEDS_UNIX_PORT, connected, kill_its_owner, started
 from .procs import assert_no_emulators, marked, marked_qemu_pids
 
 RAW_PASTE_GRANTED = b"R\x01\x80\x00\x01"  # supported, window 128 bytes, then the first window
@@ -177,27 +173,10 @@ def test_stop_removes_the_boards_folder_and_processes() -> None:
 
 
 def test_bridge_and_interpreter_die_with_their_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = textwrap.dedent(
-        """
-        from pytest_boardfarm.emulators import UnixPortBoard
-        import time
-        board = UnixPortBoard().start()
-        print(board.pid, board._root, flush=True)
-        time.sleep(60)
-        """
-    )
     with marked() as mark:
-        env = {**os.environ, "TMPDIR": str(tmp_path)}
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-        try:
-            assert child.stdout is not None
-            pid, root = child.stdout.readline().split()
-            assert int(pid) in marked_qemu_pids(mark)
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=10)
-        finally:
-            child.kill()
-            child.wait()
+        printed, alive = kill_its_owner(UnixPortBoard, mark, env={**os.environ, "TMPDIR": str(tmp_path)})
+        pid, root = printed.split()
+        assert int(pid) in alive
         assert_no_emulators(mark)
         # Its folder is left (nothing of it could run): the next board started removes it.
         assert Path(root).is_dir()

@@ -7,12 +7,7 @@ Skipped only when Node or the npm package is missing; scripts/setup installs bot
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +18,8 @@ from pytest_boardfarm import Board, connect
 from pytest_boardfarm.emulators import EMULATORS, EmulatorError, WebAssemblyBoard
 from pytest_boardfarm.errors import BoardTimeout
 
-from .emulated import NEEDS_WEBASSEMBLY, connected, started
-from .procs import assert_no_emulators, marked, marked_qemu_pids
+from .emulated import NEEDS_WEBASSEMBLY, connected, kill_its_owner, started
+from .procs import assert_no_emulators, marked
 
 pytestmark = NEEDS_WEBASSEMBLY
 
@@ -82,26 +77,9 @@ def test_busy_loop_ignores_ctrl_c_and_hard_reset_restarts(wasm: WebAssemblyBoard
 
 
 def test_bridge_dies_with_its_parent() -> None:
-    script = textwrap.dedent(
-        """
-        from pytest_boardfarm.emulators import WebAssemblyBoard
-        import sys, time
-        board = WebAssemblyBoard().start()
-        print(board.pid, flush=True)
-        time.sleep(60)
-        """
-    )
     with marked() as mark:
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout is not None
-            pid = int(child.stdout.readline())
-            assert marked_qemu_pids(mark) == {pid}
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=10)
-        finally:
-            child.kill()
-            child.wait()
+        printed, alive = kill_its_owner(WebAssemblyBoard, mark)
+        assert alive == {int(printed.split()[0])}
         assert_no_emulators(mark)
 
 
