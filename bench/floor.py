@@ -10,30 +10,35 @@ import socket
 import struct
 from urllib.parse import urlsplit
 
+RECV_SECONDS = 10.0  # the longest any one reply may keep the bench waiting
+
 
 class Minimal:
     """A client that does only the exchange itself: what the link and the board cost."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self.sock = socket.create_connection((parts.hostname, parts.port))
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=RECV_SECONDS)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.sock.sendall(b"\r\x03\x03\x01")
         self.until(b"raw REPL; CTRL-B to exit\r\n>")
 
+    def _receive(self) -> None:
+        data = self.sock.recv(4096)  # TimeoutError after RECV_SECONDS: a board that went silent
+        if not data:
+            raise ConnectionError("the board closed the connection")
+        self.buf += data
+
     def until(self, marker: bytes) -> bytes:
         while marker not in self.buf:
-            data = self.sock.recv(4096)
-            if not data:
-                raise ConnectionError("the board closed the connection")
-            self.buf += data
+            self._receive()
         head, _, self.buf = self.buf.partition(marker)
         return head
 
     def take(self, count: int) -> bytes:
         while len(self.buf) < count:
-            self.buf += self.sock.recv(4096)
+            self._receive()
         head, self.buf = self.buf[:count], self.buf[count:]
         return head
 
